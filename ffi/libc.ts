@@ -1,0 +1,239 @@
+/**
+ * The few libc entry points bdsnap needs, through `Deno.dlopen` of
+ * `libc.so.6`: `syscall`, `ioctl`, `poll`, `open`/`close`/`pread`/`write`,
+ * `pipe2`, `statvfs`, `geteuid` and `__errno_location`.
+ *
+ * libc is opened lazily, on the first call, so that importing this module
+ * (for `--help`, or for the errno tables) needs no FFI permission.
+ *
+ * errno is read through `__errno_location` right after a synchronous call on
+ * the same thread, before any other JavaScript runs. Calls made with
+ * `nonblocking: true` run on another thread, where errno is out of reach;
+ * {@linkcode pollAsync} therefore reports only the return value.
+ *
+ * @module
+ */
+
+import { errnoName, errnoDescription } from "./_errno.ts";
+
+export { ERRNO, errnoDescription, errnoName } from "./_errno.ts";
+
+/** A failed system call or libc call, carrying the errno it set. */
+export class ErrnoError extends Error {
+  /** The errno value, e.g. 1 for EPERM. */
+  readonly errno: number;
+  /** The errno name, e.g. "EPERM" ("E123" when unknown). */
+  readonly code: string;
+  /** What was attempted, e.g. "open /dev/bdsnap" or "activate". */
+  readonly op: string;
+
+  constructor(op: string, errno: number) {
+    super(`${op}: ${errnoDescription(errno)} (${errnoName(errno)})`);
+    this.name = "ErrnoError";
+    this.errno = errno;
+    this.code = errnoName(errno);
+    this.op = op;
+  }
+}
+
+/** open(2) flags (identical on x86-64 and arm64 for these). */
+export const O_RDONLY = 0;
+/** open(2) flag. */
+export const O_WRONLY = 1;
+/** open(2) flag. */
+export const O_RDWR = 2;
+/** open(2) flag. */
+export const O_NONBLOCK = 0o4000;
+/** open(2) flag. */
+export const O_CLOEXEC = 0o2000000;
+
+/** poll(2) event bits. */
+export const POLLIN = 0x1;
+/** poll(2) event bit: exceptional condition (mount table changed, on mountinfo). */
+export const POLLPRI = 0x2;
+/** poll(2) event bit. */
+export const POLLERR = 0x8;
+/** poll(2) event bit. */
+export const POLLHUP = 0x10;
+
+/** System call numbers for the architectures bdsnap runs on. */
+export const SYS: Readonly<Record<"init_module" | "delete_module" | "finit_module", number>> =
+  Deno.build.arch === "aarch64"
+    ? { init_module: 105, delete_module: 106, finit_module: 273 }
+    : { init_module: 175, delete_module: 176, finit_module: 313 };
+
+/** delete_module(2) flag: fail at once instead of waiting for users to go. */
+export const O_NONBLOCK_DELETE = O_NONBLOCK;
+
+const SYMBOLS = {
+  syscall: {
+    parameters: ["i64", "u64", "u64", "u64", "u64", "u64", "u64"],
+    result: "i64",
+  },
+  ioctl: { parameters: ["i32", "u64", "buffer"], result: "i32" },
+  open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
+  close: { parameters: ["i32"], result: "i32" },
+  pread: { name: "pread64", parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
+  write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  pipe2: { parameters: ["buffer", "i32"], result: "i32" },
+  poll: { parameters: ["buffer", "u64", "i32"], result: "i32", nonblocking: true },
+  statvfs: { parameters: ["buffer", "buffer"], result: "i32" },
+  geteuid: { parameters: [], result: "u32" },
+  __errno_location: { parameters: [], result: "pointer" },
+} as const;
+
+type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
+
+let lib: Deno.DynamicLibrary<typeof SYMBOLS> | undefined;
+
+function libc(): Libc {
+  lib ??= Deno.dlopen("libc.so.6", SYMBOLS);
+  return lib.symbols;
+}
+
+/** The calling thread's errno, read right after a synchronous call. */
+export function errno(): number {
+  const p = libc().__errno_location();
+  return p === null ? 0 : new Deno.UnsafePointerView(p).getInt32();
+}
+
+/**
+ * Allocate a zeroed buffer whose memory never moves (always off the V8 heap),
+ * so that its address can be stored inside a structure handed to the kernel.
+ */
+export function alloc(size: number): Uint8Array<ArrayBuffer> {
+  return new Uint8Array(new ArrayBuffer(size));
+}
+
+/** A NUL-terminated UTF-8 copy of `s`, in a buffer from {@linkcode alloc}. */
+export function cstring(s: string): Uint8Array<ArrayBuffer> {
+  const bytes = new TextEncoder().encode(s);
+  const buf = alloc(bytes.length + 1);
+  buf.set(bytes);
+  return buf;
+}
+
+/** The address of a buffer from {@linkcode alloc}, as a 64-bit integer (0 for null). */
+export function addressOf(buf: Uint8Array<ArrayBuffer> | null): bigint {
+  if (buf === null) return 0n;
+  return BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buf)));
+}
+
+/** A system call argument: an integer, or a buffer passed by address. */
+export type SyscallArg = number | bigint | Uint8Array<ArrayBuffer> | null;
+
+/**
+ * syscall(2): call system call `nr` with up to six arguments.
+ * Returns the non-negative result or throws {@linkcode ErrnoError}.
+ */
+export function syscall(op: string, nr: number, ...args: SyscallArg[]): number {
+  if (args.length > 6) throw new RangeError("syscall takes at most 6 arguments");
+  const keep = args; // the buffers stay reachable until the call returns
+  const words = keep.map((a) =>
+    a === null ? 0n : a instanceof Uint8Array ? addressOf(a) : BigInt.asUintN(64, BigInt(a))
+  );
+  while (words.length < 6) words.push(0n);
+  const ret = libc().syscall(
+    BigInt(nr),
+    words[0],
+    words[1],
+    words[2],
+    words[3],
+    words[4],
+    words[5],
+  );
+  if (ret === -1n) throw new ErrnoError(op, errno());
+  return Number(ret);
+}
+
+/** ioctl(2) with a pointer argument. Returns the result or throws {@linkcode ErrnoError}. */
+export function ioctl(op: string, fd: number, request: number, arg: Uint8Array<ArrayBuffer>): number {
+  const ret = libc().ioctl(fd, BigInt(request), arg);
+  if (ret === -1) throw new ErrnoError(op, errno());
+  return ret;
+}
+
+/** open(2). Returns a file descriptor or throws {@linkcode ErrnoError}. */
+export function open(path: string, flags: number, mode = 0): number {
+  const fd = libc().open(cstring(path), flags | O_CLOEXEC, mode);
+  if (fd === -1) throw new ErrnoError(`open ${path}`, errno());
+  return fd;
+}
+
+/** close(2); errors are ignored (there is nothing useful to do about them). */
+export function close(fd: number): void {
+  libc().close(fd);
+}
+
+/** pread(2). Returns the byte count or throws {@linkcode ErrnoError}. */
+export function pread(fd: number, buf: Uint8Array<ArrayBuffer>, offset: number): number {
+  const n = libc().pread(fd, buf, BigInt(buf.length), BigInt(offset));
+  if (n === -1n) throw new ErrnoError("read", errno());
+  return Number(n);
+}
+
+/** write(2). Returns the byte count or throws {@linkcode ErrnoError}. */
+export function write(fd: number, buf: Uint8Array<ArrayBuffer>): number {
+  const n = libc().write(fd, buf, BigInt(buf.length));
+  if (n === -1n) throw new ErrnoError("write", errno());
+  return Number(n);
+}
+
+/** pipe2(2) with O_CLOEXEC|O_NONBLOCK. Returns [read end, write end]. */
+export function pipe(): [number, number] {
+  const fds = alloc(8);
+  if (libc().pipe2(fds, O_CLOEXEC | O_NONBLOCK) === -1) throw new ErrnoError("pipe2", errno());
+  const v = new DataView(fds.buffer);
+  return [v.getInt32(0, true), v.getInt32(4, true)];
+}
+
+/** One entry of a poll(2) set. */
+export interface PollFd {
+  fd: number;
+  events: number;
+}
+
+/**
+ * poll(2) on another thread, so the event loop (signal handlers, timers)
+ * keeps running. Resolves to the `revents` of each entry, or `null` when
+ * poll failed (EINTR and the like; errno is not observable here).
+ */
+export async function pollAsync(fds: PollFd[], timeoutMs: number): Promise<number[] | null> {
+  const buf = alloc(8 * fds.length);
+  const v = new DataView(buf.buffer);
+  fds.forEach((p, i) => {
+    v.setInt32(i * 8, p.fd, true);
+    v.setInt16(i * 8 + 4, p.events, true);
+  });
+  const ret = await libc().poll(buf, BigInt(fds.length), timeoutMs);
+  if (ret < 0) return null;
+  return fds.map((_, i) => v.getUint16(i * 8 + 6, true));
+}
+
+/** Space on the filesystem holding a path, from statvfs(3). */
+export interface FsSpace {
+  /** Total size in bytes. */
+  size: number;
+  /** Bytes available to unprivileged users. */
+  available: number;
+  /** Bytes free (including the root reserve). */
+  free: number;
+}
+
+/** statvfs(3) (glibc's 64-bit layout). Throws {@linkcode ErrnoError}. */
+export function statvfs(path: string): FsSpace {
+  const buf = alloc(256);
+  if (libc().statvfs(cstring(path), buf) === -1) throw new ErrnoError(`statvfs ${path}`, errno());
+  const v = new DataView(buf.buffer);
+  // unsigned long f_bsize, f_frsize; fsblkcnt_t f_blocks, f_bfree, f_bavail; …
+  const frsize = Number(v.getBigUint64(8, true)) || Number(v.getBigUint64(0, true));
+  const blocks = Number(v.getBigUint64(16, true));
+  const bfree = Number(v.getBigUint64(24, true));
+  const bavail = Number(v.getBigUint64(32, true));
+  return { size: blocks * frsize, free: bfree * frsize, available: bavail * frsize };
+}
+
+/** geteuid(2). */
+export function geteuid(): number {
+  return libc().geteuid();
+}

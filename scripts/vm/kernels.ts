@@ -1,0 +1,162 @@
+/**
+ * Debian kernels for the VM: image, modules and headers of the 6.1 and 6.12
+ * series, downloaded with `apt-get download` and unpacked with `dpkg -x` into
+ * a project-local cache. Nothing is installed into the host's /boot or
+ * /lib/modules.
+ * @module
+ */
+import { aptUpdate } from "./host_tools.ts";
+import { log, run, runChecked } from "./_process.ts";
+import { cacheDir } from "./paths.ts";
+
+/** The kernel series we test on. */
+export const SERIES = ["6.1", "6.12"] as const;
+export type Series = typeof SERIES[number];
+
+/** A provisioned kernel. All paths are absolute. */
+export interface Kernel {
+  series: Series;
+  /** `uname -r` of the kernel, e.g. 6.12.117+deb12-amd64. */
+  release: string;
+  /** Debian package version of the image. */
+  packageVersion: string;
+  root: string;
+  vmlinuz: string;
+  /** Directory to pass as KDIR to kbuild. */
+  headers: string;
+  /** The kernel's /lib/modules/<release>, with modules.dep. */
+  modules: string;
+}
+
+/** Package-name pattern of the unsigned image per series; the ABI name is group 1. */
+const IMAGE_PATTERN: Record<Series, RegExp> = {
+  "6.1": /^linux-image-(6\.1\.0-\d+-amd64)-unsigned$/,
+  "6.12": /^linux-image-(6\.12\.\d+\+deb12-amd64)-unsigned$/,
+};
+
+/** Parse `--kernel` values: "6.1" or "6.12". */
+export function parseSeries(value: string): Series {
+  if ((SERIES as readonly string[]).includes(value)) return value as Series;
+  throw new Error(`unknown kernel series '${value}': use one of ${SERIES.join(", ")}`);
+}
+
+function kernelJson(series: Series): string {
+  return `${cacheDir()}/kernels/${series}.json`;
+}
+
+/** Return the cached kernel of a series, provisioning it on first use. */
+export async function provisionKernel(series: Series, refresh = false): Promise<Kernel> {
+  if (!refresh) {
+    try {
+      const k = JSON.parse(await Deno.readTextFile(kernelJson(series))) as Kernel;
+      await Deno.stat(k.vmlinuz);
+      return k;
+    } catch {
+      // not cached yet
+    }
+  }
+  const release = await newestRelease(series);
+  log(`provisioning Debian kernel ${release}`);
+  const root = `${cacheDir()}/kernels/${release}`;
+  const debs = `${root}.debs`;
+  await Deno.remove(root, { recursive: true }).catch(() => {});
+  await Deno.mkdir(root, { recursive: true });
+  await Deno.mkdir(debs, { recursive: true });
+
+  const headersArch = `linux-headers-${release}`;
+  const deps = await packageDepends(headersArch);
+  const wanted = [
+    `linux-image-${release}-unsigned`,
+    headersArch,
+    ...deps.filter((d) => d.startsWith("linux-headers-") || d.startsWith("linux-kbuild-")),
+  ];
+  await runChecked("apt-get", ["download", ...wanted], { cwd: debs });
+  for await (const e of Deno.readDir(debs)) {
+    if (e.name.endsWith(".deb")) await runChecked("dpkg", ["-x", `${debs}/${e.name}`, root]);
+  }
+  const packageVersion = (await runChecked("dpkg-deb", [
+    "-f",
+    await findDeb(debs, `linux-image-${release}-unsigned`),
+    "Version",
+  ])).trim();
+  await Deno.remove(debs, { recursive: true });
+
+  const headers = `${root}/usr/src/linux-headers-${release}`;
+  // Debian's arch Makefile includes the common tree by absolute path; point it here.
+  const mk = `${headers}/Makefile`;
+  await Deno.writeTextFile(
+    mk,
+    (await Deno.readTextFile(mk)).replaceAll("/usr/src/", `${root}/usr/src/`),
+  );
+  const modules = `${root}/lib/modules/${release}`;
+  await runChecked("depmod", ["-b", root, release]);
+
+  const k: Kernel = {
+    series,
+    release,
+    packageVersion,
+    root,
+    vmlinuz: `${root}/boot/vmlinuz-${release}`,
+    headers,
+    modules,
+  };
+  await Deno.writeTextFile(kernelJson(series), JSON.stringify(k, null, 2) + "\n");
+  return k;
+}
+
+async function findDeb(dir: string, pkg: string): Promise<string> {
+  for await (const e of Deno.readDir(dir)) {
+    if (e.name.startsWith(`${pkg}_`)) return `${dir}/${e.name}`;
+  }
+  throw new Error(`downloaded package ${pkg} not found in ${dir}`);
+}
+
+/** Newest ABI of the series whose image, headers and kbuild are all available. */
+async function newestRelease(series: Series): Promise<string> {
+  let names = await searchNames("^linux-image-6\\.");
+  if (names.length === 0) {
+    await aptUpdate();
+    names = await searchNames("^linux-image-6\\.");
+  }
+  const releases = names
+    .map((n) => IMAGE_PATTERN[series].exec(n)?.[1])
+    .filter((r): r is string => r !== undefined)
+    .sort(compareVersions)
+    .reverse();
+  for (const release of releases) {
+    const deps = await packageDepends(`linux-headers-${release}`);
+    if (deps.some((d) => d.startsWith("linux-kbuild-"))) return release;
+  }
+  throw new Error(
+    `no Debian ${series} kernel found in apt's lists; is bookworm-security enabled? ` +
+      `(looked for ${IMAGE_PATTERN[series].source})`,
+  );
+}
+
+async function searchNames(pattern: string): Promise<string[]> {
+  const r = await run("apt-cache", ["search", "--names-only", pattern]);
+  return r.stdout.split("\n").map((l) => l.split(" ")[0]).filter(Boolean);
+}
+
+async function packageDepends(pkg: string): Promise<string[]> {
+  const r = await run("apt-cache", ["depends", pkg]);
+  if (r.code !== 0) return [];
+  return r.stdout.split("\n")
+    .map((l) => /^\s*\|?Depends:\s*(\S+)/.exec(l)?.[1])
+    .filter((d): d is string => d !== undefined && !d.startsWith("<"));
+}
+
+/** Compare dotted/dashed version strings numerically, part by part. */
+export function compareVersions(a: string, b: string): number {
+  const pa = a.split(/[.\-+]/);
+  const pb = b.split(/[.\-+]/);
+  for (let i = 0; i < Math.max(pa.length, pb.length); i++) {
+    const x = pa[i] ?? "";
+    const y = pb[i] ?? "";
+    const nx = Number(x);
+    const ny = Number(y);
+    const c = !isNaN(nx) && !isNaN(ny) ? nx - ny : x.localeCompare(y);
+    if (c !== 0) return c;
+  }
+  return 0;
+}

@@ -1,0 +1,57 @@
+/**
+ * Build kmod/ out of tree against a provisioned kernel's headers, in a
+ * per-kernel copy (.cache/vm/build/<release>/) so both kernels' objects can
+ * coexist. Only changed files are copied, so make stays incremental.
+ * @module
+ */
+import type { Kernel } from "./kernels.ts";
+import { log, run } from "./_process.ts";
+import { cacheDir, REPO } from "./paths.ts";
+
+/** Build a module source directory for a kernel; returns the build directory. */
+export async function buildModuleDir(
+  k: Kernel,
+  srcDir: string,
+  buildDir: string,
+): Promise<string> {
+  await syncTree(srcDir, buildDir);
+  const r = await run("make", [
+    "-C",
+    buildDir,
+    `KDIR=${k.headers}`,
+    `-j${navigator.hardwareConcurrency}`,
+  ]);
+  if (r.code !== 0) {
+    throw new Error(`module build failed for ${k.release}:\n${(r.stdout + r.stderr).trim()}`);
+  }
+  return buildDir;
+}
+
+/** Build bdsnap.ko for a kernel; returns the path of the .ko. */
+export async function buildKmod(k: Kernel): Promise<string> {
+  log(`building kmod/ for ${k.release}`);
+  const dir = await buildModuleDir(k, `${REPO}/kmod`, `${cacheDir()}/build/${k.release}`);
+  return `${dir}/bdsnap.ko`;
+}
+
+/** Copy src over dest, touching only files whose content changed. */
+async function syncTree(src: string, dest: string): Promise<void> {
+  await Deno.mkdir(dest, { recursive: true });
+  for await (const e of Deno.readDir(src)) {
+    const s = `${src}/${e.name}`;
+    const d = `${dest}/${e.name}`;
+    if (e.isDirectory) {
+      await syncTree(s, d);
+    } else if (e.isFile && !/\.(o|ko|mod|mod\.c|cmd)$/.test(e.name)) {
+      const data = await Deno.readFile(s);
+      const old = await Deno.readFile(d).catch(() => null);
+      if (!old || !sameBytes(old, data)) await Deno.writeFile(d, data);
+    }
+  }
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}

@@ -25,6 +25,9 @@ const TOOLS: Record<string, string> = {
   "gcc-12": "gcc-12",
   setpriv: "util-linux",
   tmux: "tmux",
+  sfdisk: "fdisk",
+  python3: "python3",
+  openssl: "openssl",
   sha256sum: "coreutils",
 };
 

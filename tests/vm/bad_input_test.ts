@@ -1,0 +1,116 @@
+// vm: disks=2 store-size=256M timeout=900
+/**
+ * Every refusal gives its documented errno and changes nothing: wrong
+ * password, unprivileged caller, NULL and invalid pointers, unterminated and
+ * overlong names, a nonexistent device, double activate, deactivate of an
+ * inactive device, a store on the device itself. Through the system calls
+ * (raw, via FFI) and through the CLI's exit codes.
+ */
+import assert from "node:assert/strict";
+import { cstring, ErrnoError, syscall } from "../../ffi/libc.ts";
+import { sh, shTry, testDisks } from "./_helpers.ts";
+import { activate, bdsnapTry, deactivate, loadModule, PASSWORD_FILE } from "./_bdsnap.ts";
+
+const PASSWORD = "correct horse battery staple";
+
+async function numbers(): Promise<{ act: number; deact: number }> {
+  const p = "/sys/module/bdsnap/parameters";
+  return {
+    act: Number((await Deno.readTextFile(`${p}/nr_activate`)).trim()),
+    deact: Number((await Deno.readTextFile(`${p}/nr_deactivate`)).trim()),
+  };
+}
+
+function errnoOf(f: () => unknown): string {
+  try {
+    f();
+  } catch (e) {
+    if (e instanceof ErrnoError) return e.code;
+    throw e;
+  }
+  return "OK";
+}
+
+async function activatedNames(): Promise<string[]> {
+  const r = await bdsnapTry("status --json");
+  assert.equal(r.code, 0, r.stderr);
+  const st = JSON.parse(r.stdout);
+  return (st.devices ?? []).map((d: { name: string }) => d.name);
+}
+
+Deno.test("raw syscalls: each bad input gives its errno and changes nothing", async () => {
+  await loadModule();
+  const { act, deact } = await numbers();
+  const [dev] = testDisks();
+  const pw = cstring(PASSWORD);
+
+  assert.equal(errnoOf(() => syscall("a", act, cstring(dev), cstring("wrong password"))), "EPERM");
+  assert.equal(errnoOf(() => syscall("a", act, null, pw)), "EFAULT");
+  assert.equal(errnoOf(() => syscall("a", act, cstring(dev), null)), "EFAULT");
+  assert.equal(errnoOf(() => syscall("a", act, 1, pw)), "EFAULT");
+  assert.equal(errnoOf(() => syscall("a", act, 0xffff_8000_0000_0000n, pw)), "EFAULT");
+  // A name with no NUL within PATH_MAX.
+  const long = new Uint8Array(8192).fill(0x61);
+  assert.equal(errnoOf(() => syscall("a", act, long, pw)), "ENAMETOOLONG");
+  assert.equal(errnoOf(() => syscall("a", act, cstring("/dev/nonexistent"), pw)), "ENOENT");
+  assert.equal(errnoOf(() => syscall("a", act, cstring("/proc/version"), pw)), "ENOTBLK");
+  assert.equal(errnoOf(() => syscall("a", act, cstring("/dev/null"), pw)), "ENOTBLK");
+  assert.equal(errnoOf(() => syscall("d", deact, cstring(dev), pw)), "EALREADY");
+  assert.deepEqual(await activatedNames(), [], "no refusal activated anything");
+
+  // The store lives on the store disk: activating it must be refused.
+  const store = Deno.env.get("BDSNAP_STORE_DISK")!;
+  assert.equal(errnoOf(() => syscall("a", act, cstring(store), pw)), "EXDEV");
+
+  assert.equal(errnoOf(() => syscall("a", act, cstring(dev), pw)), "OK");
+  assert.equal(errnoOf(() => syscall("a", act, cstring(dev), pw)), "EALREADY");
+  assert.deepEqual(await activatedNames(), [dev]);
+  assert.equal(errnoOf(() => syscall("d", deact, cstring(dev), cstring("nope"))), "EPERM");
+  assert.deepEqual(await activatedNames(), [dev], "wrong password deactivated nothing");
+  assert.equal(errnoOf(() => syscall("d", deact, cstring(dev), pw)), "OK");
+  assert.deepEqual(await activatedNames(), []);
+});
+
+Deno.test("unprivileged callers get EPERM from syscalls and exit 3 from the CLI", async () => {
+  await loadModule();
+  const [dev] = testDisks();
+  await sh(`cp ${PASSWORD_FILE} /tmp/pw-nobody && chown nobody /tmp/pw-nobody`);
+  const { act } = await numbers();
+  const probe = `
+    const { syscall, cstring, ErrnoError } = await import("${Deno.cwd()}/ffi/libc.ts");
+    try { syscall("a", ${act}, cstring("${dev}"), cstring("${PASSWORD}")); console.log("OK"); }
+    catch (e) { console.log(e instanceof ErrnoError ? e.code : String(e)); }`;
+  await Deno.writeTextFile("/tmp/probe.ts", probe);
+  const r = await shTry(
+    `setpriv --reuid=65534 --regid=65534 --clear-groups env HOME=/tmp DENO_DIR=$DENO_DIR ` +
+      `"$BDSNAP_DENO" run -A /tmp/probe.ts`,
+  );
+  assert.equal(r.stdout.trim(), "EPERM", r.stderr);
+  const cli = await shTry(
+    `setpriv --reuid=65534 --regid=65534 --clear-groups env HOME=/tmp ` +
+      `bdsnap activate ${dev} --password-file /tmp/pw-nobody`,
+  );
+  assert.equal(cli.code, 3, cli.stdout + cli.stderr);
+  assert.deepEqual(await activatedNames(), []);
+});
+
+Deno.test("CLI exit codes: wrong password 3, bad device 1, module missing 4", async () => {
+  await loadModule();
+  const [dev] = testDisks();
+  await Deno.writeTextFile("/tmp/wrong", "not the password\n");
+  const wrong = await bdsnapTry(`activate ${dev} --password-file /tmp/wrong`);
+  assert.equal(wrong.code, 3);
+  assert.match(wrong.stderr, /password|EPERM/i);
+  const missing = await bdsnapTry(`activate /dev/nope --password-file ${PASSWORD_FILE}`);
+  assert.equal(missing.code, 1);
+  assert.match(missing.stderr, /ENOENT|no such/i);
+  await activate(dev, "ioctl");
+  const twice = await bdsnapTry(`activate ${dev} --password-file ${PASSWORD_FILE} --via ioctl`);
+  assert.equal(twice.code, 1);
+  assert.match(twice.stderr, /EALREADY|already/i);
+  await deactivate(dev, "ioctl");
+  await sh("rmmod bdsnap");
+  const gone = await bdsnapTry(`activate ${dev} --password-file ${PASSWORD_FILE}`);
+  assert.equal(gone.code, 4);
+  assert.match(gone.stderr, /bdsnap load/);
+});

@@ -115,7 +115,11 @@ function withControl<T>(fn: (fd: number) => T): T {
   try {
     fd = open(CONTROL_DEVICE, O_RDWR);
   } catch (e) {
-    if (e instanceof ErrnoError && (e.errno === ERRNO.ENOENT || e.errno === ERRNO.ENXIO || e.errno === ERRNO.ENODEV) && !isLoaded()) {
+    if (
+      e instanceof ErrnoError &&
+      (e.errno === ERRNO.ENOENT || e.errno === ERRNO.ENXIO || e.errno === ERRNO.ENODEV) &&
+      !isLoaded()
+    ) {
       throw new ModuleNotLoadedError();
     }
     throw e;

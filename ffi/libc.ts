@@ -14,7 +14,7 @@
  * @module
  */
 
-import { errnoName, errnoDescription } from "./_errno.ts";
+import { errnoDescription, errnoName } from "./_errno.ts";
 
 export { ERRNO, errnoDescription, errnoName } from "./_errno.ts";
 
@@ -147,7 +147,12 @@ export function syscall(op: string, nr: number, ...args: SyscallArg[]): number {
 }
 
 /** ioctl(2) with a pointer argument. Returns the result or throws {@linkcode ErrnoError}. */
-export function ioctl(op: string, fd: number, request: number, arg: Uint8Array<ArrayBuffer>): number {
+export function ioctl(
+  op: string,
+  fd: number,
+  request: number,
+  arg: Uint8Array<ArrayBuffer>,
+): number {
   const ret = libc().ioctl(fd, BigInt(request), arg);
   if (ret === -1) throw new ErrnoError(op, errno());
   return ret;

@@ -23,8 +23,8 @@
 export const DEFAULT_ITERATIONS = 200_000;
 /** Smallest iteration count accepted (anything lower is not a slow hash). */
 export const MIN_ITERATIONS = 1_000;
-/** Largest iteration count accepted (the kernel's limit of reason). */
-export const MAX_ITERATIONS = 100_000_000;
+/** Largest iteration count accepted (the module refuses more: BDSNAP_ITER_MAX in kmod/auth.c). */
+export const MAX_ITERATIONS = 10_000_000;
 /** Salt length in bytes of new hashes. */
 export const SALT_BYTES = 16;
 /** Derived key length in bytes. */

@@ -35,7 +35,7 @@ async function activatedNames(): Promise<string[]> {
   const r = await bdsnapTry("status --json");
   assert.equal(r.code, 0, r.stderr);
   const st = JSON.parse(r.stdout);
-  return (st.devices ?? []).map((d: { name: string }) => d.name);
+  return (st.devices ?? []).map((d: { device: string }) => d.device);
 }
 
 Deno.test("raw syscalls: each bad input gives its errno and changes nothing", async () => {

@@ -1,0 +1,152 @@
+/**
+ * What `restore`, `export` and `verify` share: the dependencies on the
+ * running module (injectable for tests), the device a user names, the plan
+ * in words and in JSON, and the terminal check.
+ * @module
+ */
+
+import { CliError, EXIT_FAILED } from "./errors.ts";
+import { absolutePath } from "./activation.ts";
+import { liveSessionIds, sessionDevice, storeError } from "./store_view.ts";
+import { formatBytes, formatNs, isoFromNs } from "./units.ts";
+import type { TargetInfo } from "../../lib/apply.ts";
+import type { Plan } from "../../lib/plan.ts";
+import type { Session } from "../../lib/store.ts";
+import * as control from "../../ffi/control.ts";
+
+/**
+ * What the restore commands need from the running system. Every field has a
+ * default that asks the kernel module; tests inject their own.
+ */
+export interface RestoreDeps {
+  /**
+   * Is this target activated for snapshots? Restore refuses then (we chose:
+   * restore requires the device to be deactivated, so that the restore's
+   * writes are neither a session nor "writes outside a session").
+   */
+  isActivated?: (path: string, info: TargetInfo) => boolean | Promise<boolean>;
+  /** Ids of the sessions the module has open now (undefined: cannot tell). */
+  liveSessions?: () => Set<string> | undefined;
+  /** Can we prompt (standard input and standard error are terminals)? */
+  interactive?: () => boolean;
+}
+
+/** Ask the module whether `path` (or the device it is) is activated. */
+export async function moduleIsActivated(path: string, info: TargetInfo): Promise<boolean> {
+  if (!control.isLoaded()) return false;
+  let devices: control.DeviceInfo[];
+  try {
+    devices = control.list();
+  } catch (e) {
+    throw new CliError(
+      `cannot ask the module whether ${path} is activated (${
+        e instanceof Error ? e.message : e
+      }); restore needs root`,
+      EXIT_FAILED,
+    );
+  }
+  for (const d of devices) {
+    if (d.name === path || d.name === info.realPath) return true;
+    if (
+      info.dev !== null && (d.major !== 0 || d.minor !== 0) && `${d.major}:${d.minor}` === info.dev
+    ) {
+      return true;
+    }
+    const real = await Deno.realPath(d.name).catch(() => null);
+    if (real === info.realPath) return true;
+  }
+  return false;
+}
+
+/** Standard input and standard error are terminals. */
+export function stdioInteractive(): boolean {
+  try {
+    return Deno.stdin.isTerminal() && Deno.stderr.isTerminal();
+  } catch {
+    return false;
+  }
+}
+
+/** The dependencies with defaults filled in. */
+export function withDefaults(deps: RestoreDeps = {}): Required<RestoreDeps> {
+  return {
+    isActivated: deps.isActivated ?? moduleIsActivated,
+    liveSessions: deps.liveSessions ?? liveSessionIds,
+    interactive: deps.interactive ?? stdioInteractive,
+  };
+}
+
+/**
+ * The device path as the sessions recorded it, for a path the user typed:
+ * the same absolute path, else a recorded path that resolves to the same
+ * file (a symbolic link such as /dev/disk/by-id/…); else the absolute path.
+ */
+export async function resolveDevice(dev: string, sessions: readonly Session[]): Promise<string> {
+  const path = absolutePath(dev);
+  const recorded = [...new Set(sessions.map((s) => s.meta?.device).filter((d) => d !== undefined))];
+  if (recorded.includes(path)) return path;
+  const real = await Deno.realPath(path).catch(() => null);
+  if (real !== null) {
+    for (const d of recorded) {
+      if ((await Deno.realPath(d).catch(() => null)) === real) return d;
+    }
+  }
+  return path;
+}
+
+/** Run `fn`, turning a RestoreError into the CLI's one-line error. */
+export async function cli<T>(fn: () => Promise<T> | T): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    throw storeError(e);
+  }
+}
+
+/** The stable JSON shape of a plan (docs/CLI.md, "Restore commands"). */
+export function planJson(plan: Plan) {
+  return {
+    device: plan.device,
+    kind: plan.kind,
+    size: plan.deviceSize,
+    session: plan.target.id,
+    session_start: plan.target.meta ? isoFromNs(plan.target.meta.mountTimeNs) : null,
+    chunk_size: plan.chunkSize,
+    chunks: plan.chunks,
+    bytes: plan.bytes,
+    extents: plan.extents.length,
+    sessions: plan.sessions.map((s, i) => ({
+      id: s.id,
+      state: s.state,
+      bytes_used: plan.usage[i].bytes,
+    })),
+    warnings: plan.warnings,
+  };
+}
+
+/** The plan for people: what will be written where, from which sessions. */
+export function planLines(plan: Plan, target: string): string[] {
+  const when = plan.target.meta ? formatNs(plan.target.meta.mountTimeNs) : "?";
+  const lines = [
+    `device:   ${plan.device} (${plan.kind}, ${formatBytes(plan.deviceSize)})`,
+    ...(target !== plan.device ? [`target:   ${target}`] : []),
+    `state:    as before the mount of ${when} (session ${plan.target.id})`,
+    `writes:   ${plan.chunks} chunks, ${formatBytes(plan.bytes)} in ${plan.extents.length} extents`,
+    `sessions: ${plan.sessions.length} (chain rule: each chunk from the earliest session that saved it)`,
+  ];
+  plan.sessions.forEach((s, i) => {
+    const t = s.meta ? formatNs(s.meta.mountTimeNs) : "?";
+    lines.push(`  ${s.id}  ${t}  ${s.state}  ${formatBytes(plan.usage[i].bytes)} used`);
+  });
+  return lines;
+}
+
+/** Devices in the store (by recorded path), each with its sessions oldest first. */
+export function devicesInStore(sessions: readonly Session[]): Map<string, Session[]> {
+  const out = new Map<string, Session[]>();
+  for (const s of sessions) {
+    const d = sessionDevice(s);
+    out.set(d, [...(out.get(d) ?? []), s]);
+  }
+  return out;
+}

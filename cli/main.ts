@@ -1,0 +1,118 @@
+#!/usr/bin/env -S deno run -A
+/**
+ * `bdsnap`: the command-line entry point. Builds the command tree, runs it,
+ * and turns every failure into one line on stderr and an exit code
+ * (cli/_lib/errors.ts; docs/CLI.md). `BDSNAP_DEBUG=1` adds stack traces.
+ * @module
+ */
+
+import { Command, CommanderError, Option } from "./_lib/commander.ts";
+import { type CliError, EXIT_FAILED, EXIT_OK, EXIT_USAGE } from "./_lib/errors.ts";
+import { toCliError } from "./_lib/explain.ts";
+import { eprintln, io } from "./_lib/io.ts";
+
+import * as setup from "./setup.ts";
+import * as load from "./load.ts";
+import * as unload from "./unload.ts";
+import * as activate from "./activate.ts";
+import * as deactivate from "./deactivate.ts";
+import * as status from "./status.ts";
+import * as sessions from "./sessions.ts";
+import * as show from "./show.ts";
+import * as watch from "./watch.ts";
+import * as prune from "./prune.ts";
+import * as restore from "./restore.ts";
+import * as exportCmd from "./export.ts";
+import * as verify from "./verify.ts";
+import * as completions from "./completions.ts";
+
+/** The program's version, as `bdsnap --version` prints it. */
+export const VERSION = "0.1.0";
+
+/** Every command, in the order `bdsnap --help` lists them. Adding one is one line here. */
+const COMMANDS: ReadonlyArray<{ register(program: Command): void }> = [
+  setup,
+  load,
+  unload,
+  activate,
+  deactivate,
+  status,
+  sessions,
+  show,
+  watch,
+  prune,
+  restore,
+  exportCmd,
+  verify,
+  completions,
+];
+
+/** Build the whole command tree (without parsing anything). */
+export function buildProgram(): Command {
+  const program = new Command("bdsnap")
+    .description("Copy-on-write snapshot sessions for Linux block devices")
+    .version(VERSION, "-V, --version", "print the version")
+    .addOption(
+      new Option("--store <dir>", "snapshot store root (default: the module's, or /snapshot)"),
+    )
+    .option("--json", "machine-readable output on stdout")
+    .option("-q, --quiet", "no informational messages")
+    .helpOption("-h, --help", "show help")
+    .helpCommand("help [command]", "show help for a command")
+    .configureHelp({ showGlobalOptions: true })
+    .configureOutput({
+      writeOut: (s) => io.out(s),
+      writeErr: (s) => io.err(s),
+      outputError: (s, write) => write(s.replace(/^error: /, "bdsnap: ")),
+    })
+    .showSuggestionAfterError(true)
+    .exitOverride();
+  for (const c of COMMANDS) c.register(program);
+  return program;
+}
+
+function debugging(): boolean {
+  try {
+    return Deno.env.get("BDSNAP_DEBUG") === "1";
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Print what went wrong as one line on stderr (with the stack trace only when
+ * BDSNAP_DEBUG=1) and return the exit code for it.
+ */
+export function reportError(e: unknown): number {
+  if (e instanceof CommanderError) {
+    // commander has printed the help, the version or the usage error already
+    if (e.code === "commander.helpDisplayed" || e.code === "commander.version") return EXIT_OK;
+    if (e.code === "commander.help") return e.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
+    return EXIT_USAGE;
+  }
+  const ce: CliError | null = toCliError(e);
+  if (ce) {
+    if (ce.message !== "") eprintln(`bdsnap: ${ce.message}`); // "" = already reported
+    if (debugging() && e instanceof Error && e.stack) eprintln(e.stack);
+    return ce.exitCode;
+  }
+  const err = e instanceof Error ? e : new Error(String(e));
+  eprintln(`bdsnap: internal error: ${err.message}`);
+  if (debugging()) eprintln(err.stack ?? "");
+  else eprintln("bdsnap: (set BDSNAP_DEBUG=1 to see where)");
+  return EXIT_FAILED;
+}
+
+/** Run the CLI on `args` (without the program name); resolves to the exit code. */
+export async function main(args: string[]): Promise<number> {
+  try {
+    await buildProgram().parseAsync(args, { from: "user" });
+    return EXIT_OK;
+  } catch (e) {
+    return reportError(e);
+  }
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}

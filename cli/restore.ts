@@ -1,0 +1,265 @@
+/**
+ * `bdsnap restore [DEV] [--session ID] [--target PATH] [--yes] [--dry-run]
+ * [--force]`: roll a device (or image file) back to its exact state before
+ * the mount of a session.
+ *
+ * On a terminal without `--session` it asks: the device, then the session,
+ * shows the plan, and wants the target's name typed as confirmation. Without
+ * a terminal it needs `--session` and `--yes`. Nothing is written unless
+ * every check passed: the chain of sessions, the target's size and identity,
+ * that it is neither activated nor in use, and every store checksum.
+ * @module
+ */
+
+import type { Command } from "./_lib/commander.ts";
+import { CliError, EXIT_FAILED, EXIT_USAGE } from "./_lib/errors.ts";
+import { type GlobalOptions, globals, report, storeRoot, warn } from "./_lib/context.ts";
+import { eprintln, println } from "./_lib/io.ts";
+import { input, isPromptCancel, select } from "./_lib/prompts.ts";
+import { type Progress, progressBar, progressWanted } from "./_lib/progress.ts";
+import { absolutePath } from "./_lib/activation.ts";
+import { readStore } from "./_lib/store_view.ts";
+import {
+  cli,
+  devicesInStore,
+  planJson,
+  planLines,
+  resolveDevice,
+  type RestoreDeps,
+  withDefaults,
+} from "./_lib/restore_common.ts";
+import { formatBytes, formatNs } from "./_lib/units.ts";
+import { openTarget, verifyPlan, writePlan } from "../lib/apply.ts";
+import { ioError, type Session } from "../lib/store.ts";
+import { checkChain, type Plan, planRestore } from "../lib/plan.ts";
+
+/** The options of `restore`. */
+export interface RestoreCommandOptions {
+  session?: string;
+  target?: string;
+  yes?: boolean;
+  dryRun?: boolean;
+  force?: boolean;
+}
+
+/** Run a prompt; Ctrl-C becomes "cancelled, nothing written". */
+async function ask<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    if (isPromptCancel(e)) throw new CliError("cancelled; nothing was written", EXIT_FAILED);
+    throw e;
+  }
+}
+
+/** Ask for the device (unless given) and the session to restore to. */
+async function choose(
+  sessions: Session[],
+  root: string,
+  device: string | undefined,
+): Promise<{ device: string; id: string }> {
+  const devices = devicesInStore(sessions);
+  if (devices.size === 0) throw new CliError(`no sessions in the store ${root}`, EXIT_FAILED);
+  if (device === undefined) {
+    device = await ask(() =>
+      select<string>({
+        message: "Device to restore",
+        choices: [...devices].map(([d, ss]) => {
+          const last = ss[ss.length - 1];
+          const t = last.meta ? formatNs(last.meta.mountTimeNs) : "?";
+          return { name: `${d}  (${ss.length} session(s), last mounted ${t})`, value: d };
+        }),
+      })
+    );
+  }
+  const own = devices.get(device);
+  if (own === undefined) {
+    throw new CliError(`no sessions of ${device} in ${root}: \`bdsnap sessions\` lists them`);
+  }
+  const choices = [...own].reverse().map((s) => {
+    let reason: string | null = null;
+    try {
+      checkChain(sessions, s.id, { device });
+    } catch (e) {
+      reason = e instanceof Error ? e.message : String(e);
+    }
+    const m = s.meta;
+    const label = `${m ? formatNs(m.mountTimeNs) : "?"}  ${(m?.fsType ?? "-").padEnd(5)}  ` +
+      `${formatBytes(s.dataBytes).padStart(10)} changed  ${s.state}`;
+    return {
+      name: label,
+      value: s.id,
+      description: reason === null ? s.id : `${s.id}: cannot restore: ${reason}`,
+      disabled: reason === null ? false : "(cannot restore)",
+    };
+  });
+  if (choices.every((c) => c.disabled !== false)) {
+    throw new CliError(`no session of ${device} can be restored: ${choices[0].description}`);
+  }
+  const id = await ask(() =>
+    select<string>({
+      message: `Restore ${device} to its state before which mount?`,
+      choices,
+      pageSize: 15,
+    })
+  );
+  return { device, id };
+}
+
+function onProgress(p: Progress) {
+  return (s: { phase: string; done: number; total: number }) => p.update(s);
+}
+
+/** Carry out `restore` (exported for tests, which inject `deps`). */
+export async function runRestore(
+  dev: string | undefined,
+  o: RestoreCommandOptions,
+  opts: GlobalOptions,
+  deps: RestoreDeps = {},
+): Promise<void> {
+  const d = withDefaults(deps);
+  const interactive = d.interactive();
+  if (!o.yes && !o.dryRun && !interactive) {
+    throw new CliError(
+      "refusing to restore without --yes: there is no terminal to confirm on",
+      EXIT_USAGE,
+    );
+  }
+  if (o.session === undefined && !interactive) {
+    throw new CliError(
+      "no --session given and no terminal to choose on: `bdsnap sessions` lists the ids",
+      EXIT_USAGE,
+    );
+  }
+  const root = storeRoot(opts).root;
+  const sessions = await readStore(root, d.liveSessions());
+  let device = dev === undefined ? undefined : await resolveDevice(dev, sessions);
+  let id = o.session;
+  if (id === undefined) ({ device, id } = await choose(sessions, root, device));
+  const plan: Plan = await cli(() => planRestore(sessions, id!, { device }));
+  const targetPath = o.target !== undefined ? absolutePath(o.target) : plan.device;
+  const human = !opts.json && !opts.quiet;
+  if (human) { for (const l of planLines(plan, targetPath)) println(l); }
+  for (const w of plan.warnings) warn(opts, w);
+
+  const progress = progressBar(progressWanted(opts.quiet));
+  const target = await cli(() =>
+    openTarget(plan, {
+      target: o.target !== undefined ? targetPath : undefined,
+      force: o.force,
+      isActivated: d.isActivated,
+    })
+  );
+  try {
+    // Loud, even with --quiet: the user overrode a safety check.
+    for (const w of target.warnings) eprintln(`bdsnap: WARNING: ${w}`);
+    // Later sessions describe changes this restore undoes: chains starting
+    // after k no longer match the device afterwards (docs/CLI.md).
+    const superseded = target.explicit ? [] : plan.sessions.slice(1).map((s) => s.id);
+    const base = {
+      action: "restore",
+      target: targetPath,
+      target_type: target.info.type,
+      forced: target.warnings.length > 0,
+      ...planJson(plan),
+      warnings: [...plan.warnings, ...target.warnings],
+      superseded,
+    };
+    if (o.dryRun) {
+      await cli(() => verifyPlan(plan, onProgress(progress)));
+      progress.stop();
+      report(
+        opts,
+        `dry run: all checks passed (target, chain, checksums of ${plan.sessions.length} ` +
+          `session(s)); nothing was written`,
+        { ...base, dry_run: true, written_bytes: 0, verified_bytes: 0, seconds: 0 },
+      );
+      return;
+    }
+    if (!o.yes) {
+      const answer = await ask(() =>
+        input({
+          message: `This overwrites ${formatBytes(plan.bytes)} of ${targetPath}. ` +
+            `Type ${targetPath} to confirm:`,
+        })
+      );
+      if (answer.trim() !== targetPath) {
+        throw new CliError("the name typed does not match; nothing was written", EXIT_FAILED);
+      }
+    }
+    const t0 = performance.now();
+    await cli(() => verifyPlan(plan, onProgress(progress)));
+    const out = await cli(async () => {
+      try {
+        return await Deno.open(target.info.realPath, { read: true, write: true });
+      } catch (e) {
+        throw ioError(e, `open ${targetPath}`);
+      }
+    });
+    let w;
+    try {
+      w = await cli(() => writePlan(plan, out, { onProgress: onProgress(progress) }));
+    } finally {
+      out.close();
+    }
+    progress.stop();
+    const seconds = (performance.now() - t0) / 1000;
+    const when = plan.target.meta ? formatNs(plan.target.meta.mountTimeNs) : "?";
+    const checked = plan.sessions.reduce((n, s) => n + s.dataBytes, 0);
+    report(
+      opts,
+      [
+        `restored ${targetPath} to its state before the mount of ${when} (session ${plan.target.id})`,
+        `wrote ${plan.chunks} chunks (${
+          formatBytes(w.bytes)
+        }) in ${plan.extents.length} extents, ` +
+        `${seconds.toFixed(1)} s (${formatBytes(w.bytes / Math.max(seconds, 1e-3))}/s)`,
+        `verified: checksums of ${plan.sessions.length} session(s) (${
+          formatBytes(checked)
+        }) before writing; ${formatBytes(w.verifiedBytes)} read back after fsync, identical`,
+        ...(superseded.length > 0
+          ? [
+            `note: the ${superseded.length} later session(s) of ${plan.device} describe changes ` +
+            `this restore undid; do not restore to them any more (remove them from the store)`,
+          ]
+          : []),
+      ],
+      {
+        ...base,
+        dry_run: false,
+        written_bytes: w.bytes,
+        verified_bytes: w.verifiedBytes,
+        seconds,
+      },
+    );
+  } finally {
+    progress.stop();
+    target.close();
+  }
+}
+
+/**
+ * Register `restore`. `deps` replaces the module-backed checks (activation,
+ * live sessions, terminal); the CLI passes none.
+ */
+export function register(program: Command, deps: RestoreDeps = {}): void {
+  program
+    .command("restore")
+    .description("roll a device back to its exact state before a session's mount")
+    .argument("[dev]", "the device or image file (asked for on a terminal when omitted)")
+    .option("--session <id>", "restore to the state before this session's mount")
+    .option("--target <path>", "write into this device or image file of the same size instead")
+    .option("-y, --yes", "do not ask for confirmation (needed without a terminal)")
+    .option("--dry-run", "print the plan and run every check; write nothing")
+    .option("--force", "override the identity check (only that one); says so loudly")
+    .addHelpText(
+      "after",
+      "\nThe device must be unmounted and deactivated (`bdsnap deactivate DEV`) first.\n" +
+        "Every chunk comes from the earliest session at or after --session that saved it;\n" +
+        "all checksums are verified before the first byte is written. An interrupted\n" +
+        "restore can simply be run again.",
+    )
+    .action(async (dev: string | undefined, o: RestoreCommandOptions, cmd: Command) => {
+      await runRestore(dev, o, globals(cmd), deps);
+    });
+}

@@ -1,0 +1,186 @@
+import assert from "node:assert/strict";
+import { run } from "./_restore_cli.ts";
+import {
+  flipBit,
+  type History,
+  randomBytes,
+  randomWrites,
+  rng,
+  simulate,
+  writeHistory,
+} from "../_store_writer.ts";
+import type { RestoreDeps } from "../../cli/_lib/restore_common.ts";
+
+const SIZE = 256 * 1024;
+
+interface Fixture {
+  dir: string;
+  root: string;
+  image: string;
+  ids: string[];
+  h: History;
+}
+
+async function fixture(
+  states: Array<"closed" | "open"> = ["closed", "closed", "closed"],
+): Promise<Fixture> {
+  const dir = await Deno.makeTempDir({ prefix: "bdsnap-cli-" });
+  const root = `${dir}/store`;
+  const image = `${dir}/disk.img`;
+  const rand = rng(5);
+  const h = simulate(
+    randomBytes(rand, SIZE),
+    image,
+    states.map((state) => ({ state, writes: randomWrites(rand, SIZE, 8, 30000) })),
+  );
+  const ids = await writeHistory(root, h);
+  await Deno.writeFile(image, h.final);
+  return { dir, root, image, ids, h };
+}
+
+const script: RestoreDeps = {
+  interactive: () => false,
+  isActivated: () => false,
+  liveSessions: () => new Set(),
+};
+
+Deno.test("cli restore: --session --yes --json restores and reports", async () => {
+  const f = await fixture();
+  const r = await run(
+    ["--store", f.root, "--json", "restore", f.image, "--session", f.ids[1], "--yes"],
+    script,
+  );
+  assert.equal(r.code, 0, r.stderr);
+  const j = JSON.parse(r.stdout);
+  assert.equal(j.action, "restore");
+  assert.equal(j.dry_run, false);
+  assert.equal(j.device, f.image);
+  assert.equal(j.target, f.image);
+  assert.equal(j.session, f.ids[1]);
+  assert.deepEqual(j.sessions.map((s: { id: string }) => s.id), f.ids.slice(1));
+  assert.equal(j.written_bytes, j.bytes);
+  assert.equal(j.verified_bytes, j.bytes);
+  assert.equal(j.forced, false);
+  assert.deepEqual(await Deno.readFile(f.image), f.h.before[1]);
+  await Deno.remove(f.dir, { recursive: true });
+});
+
+Deno.test("cli restore: human output, --target, and --dry-run", async () => {
+  const f = await fixture();
+  const copy = `${f.dir}/copy.img`;
+  await Deno.writeFile(copy, f.h.final);
+  let r = await run(
+    ["--store", f.root, "restore", "--session", f.ids[0], "--target", copy, "--dry-run"],
+    script,
+  );
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /target: +.*copy\.img/);
+  assert.match(r.stdout, /dry run: all checks passed/);
+  assert.deepEqual(await Deno.readFile(copy), f.h.final);
+  r = await run(
+    ["--store", f.root, "restore", "--session", f.ids[0], "--target", copy, "-y"],
+    script,
+  );
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^restored .*copy\.img to its state before the mount of/m);
+  assert.match(r.stdout, /^verified: checksums of 3 session\(s\)/m);
+  assert.deepEqual(await Deno.readFile(copy), f.h.before[0]);
+  assert.deepEqual(await Deno.readFile(f.image), f.h.final);
+  await Deno.remove(f.dir, { recursive: true });
+});
+
+Deno.test("cli restore: refusals write nothing and give the documented exit codes", async () => {
+  const f = await fixture();
+  const base = ["--store", f.root, "restore"];
+  const cases: Array<[string[], RestoreDeps, number, RegExp]> = [
+    [[...base, "--session", f.ids[0]], script, 2, /without --yes: there is no terminal/],
+    [[...base, f.image, "--yes"], script, 2, /no --session given/],
+    [
+      [...base, "--session", f.ids[0], "-y"],
+      { ...script, isActivated: () => true },
+      1,
+      /deactivate it first/,
+    ],
+    [[...base, "--session", "nope", "-y"], script, 1, /no session nope/],
+    [[...base, "/dev/other", "--session", f.ids[0], "-y"], script, 1, /not of \/dev\/other/],
+    [
+      ["--store", `${f.dir}/none`, "restore", "--session", "x", "-y"],
+      script,
+      1,
+      /give the store root/,
+    ],
+  ];
+  for (const [args, deps, code, re] of cases) {
+    const r = await run(args, deps);
+    assert.equal(r.code, code, `${args.join(" ")}: ${r.stderr}`);
+    assert.match(r.stderr, re);
+    assert.equal(r.stderr.trim().split("\n").length, 1, `one line: ${r.stderr}`);
+  }
+  // An open (live) later session refuses the restore.
+  const g = await fixture(["closed", "open"]);
+  const open = await run(["--store", g.root, "restore", "--session", g.ids[0], "-y"], {
+    ...script,
+    liveSessions: () => new Set([g.ids[1]]),
+  });
+  assert.equal(open.code, 1);
+  assert.match(open.stderr, /still open: unmount the device first/);
+  // Damage: the file and offset are named, and nothing is written.
+  await flipBit(`${f.root}/${f.ids[2]}/blocks.dat`, 10);
+  const bad = await run([...base, "--session", f.ids[0], "-y"], script);
+  assert.equal(bad.code, 1);
+  assert.match(bad.stderr, /is damaged: blocks\.dat at offset 0: data_crc mismatch/);
+  assert.deepEqual(await Deno.readFile(f.image), f.h.final);
+  await Deno.remove(f.dir, { recursive: true });
+  await Deno.remove(g.dir, { recursive: true });
+});
+
+Deno.test("cli export: writes the pre-mount image, leaves the device alone", async () => {
+  const f = await fixture();
+  const out = `${f.dir}/out.img`;
+  const r = await run(
+    ["--store", f.root, "--json", "export", f.image, "--session", f.ids[2], "--output", out],
+    script,
+  );
+  assert.equal(r.code, 0, r.stderr);
+  const j = JSON.parse(r.stdout);
+  assert.equal(j.action, "export");
+  assert.equal(j.copied_bytes, SIZE);
+  assert.deepEqual(await Deno.readFile(out), f.h.before[2]);
+  assert.deepEqual(await Deno.readFile(f.image), f.h.final);
+  const usage = await run(["--store", f.root, "export", f.image, "--output", out], script);
+  assert.equal(usage.code, 2);
+  await Deno.remove(f.dir, { recursive: true });
+});
+
+Deno.test("cli verify: ok, incomplete and damaged with file and offset", async () => {
+  const f = await fixture(["closed", "closed", "open"]);
+  let r = await run(["--store", f.root, "verify"], script);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^SESSION +STATE +RESULT +RECORDS +DATA$/m);
+  assert.match(r.stdout, new RegExp(`^${f.ids[0]} +closed +ok `, "m"));
+  assert.match(r.stdout, new RegExp(`^${f.ids[2]} +interrupted +incomplete `, "m"));
+
+  const s1 = `${f.root}/${f.ids[1]}/blocks.dat`;
+  const dat = await Deno.readFile(s1);
+  await flipBit(s1, dat.length - 1);
+  r = await run(["--store", f.root, "--json", "verify"], script);
+  assert.equal(r.code, 1);
+  const j = JSON.parse(r.stdout);
+  const v = j.sessions.find((s: { id: string }) => s.id === f.ids[1]);
+  assert.equal(v.result, "damaged");
+  assert.equal(v.problems[0].file, "blocks.dat");
+  assert.equal(typeof v.problems[0].offset, "number");
+  assert.match(v.problems[0].message, /data_crc mismatch/);
+  assert.equal(r.stderr, "");
+
+  r = await run(["--store", f.root, "verify", f.ids[0]], script);
+  assert.equal(r.code, 0);
+  assert.equal(r.stdout.trim().split("\n").length, 2);
+  r = await run(["--store", f.root, "verify", f.ids[1]], script);
+  assert.equal(r.code, 1);
+  assert.match(r.stdout, /blocks\.dat at offset \d+: data_crc mismatch/);
+  assert.match(r.stderr, /1 damaged session/);
+  r = await run(["--store", f.root, "verify", "nope"], script);
+  assert.equal(r.code, 1);
+  await Deno.remove(f.dir, { recursive: true });
+});

@@ -1,0 +1,632 @@
+/**
+ * The applier: writes a {@linkcode Plan} to a block device or image file
+ * (restore), or writes a full image of the device as it was (export).
+ *
+ * Restore, in order, refusing before the first byte is written when any
+ * check fails:
+ *
+ * 1. {@linkcode openTarget}: the target exists, is a block device or a
+ *    regular file, has exactly the recorded size, and (unless another target
+ *    was chosen explicitly) is the recorded device: for a block device the
+ *    same `major:minor`, for an image file a regular file (`force` overrides
+ *    this identity check only). It must not be activated for snapshots (the
+ *    caller supplies that predicate), and it must not be in use: a block
+ *    device is opened with `O_EXCL` through libc (Deno's own `open` cannot
+ *    ask for it) and held so until the end, so nobody can mount it
+ *    meanwhile; an image file must not back a loop device.
+ * 2. {@linkcode verifyPlan}: every data checksum of every session of the
+ *    chain.
+ * 3. {@linkcode writePlan}: the extents in device order, in large
+ *    chunk-aligned writes, then fsync, then the written ranges are read back
+ *    and compared.
+ *
+ * The writes depend only on the plan, so a restore that was interrupted can
+ * simply be run again.
+ *
+ * @example
+ * ```ts
+ * import { listSessions } from "./store.ts";
+ * import { planRestore } from "./plan.ts";
+ * import { applyRestore } from "./apply.ts";
+ * const sessions = await listSessions("/snapshot", { liveSessions: new Set() });
+ * const plan = planRestore(sessions, "dev_vdb_20261122T072301.123456Z");
+ * await applyRestore(plan, { isActivated: () => false });
+ * ```
+ *
+ * @module
+ */
+
+import { crc32c } from "./crc32c.ts";
+import { type Problem, RestoreError } from "./errors.ts";
+import { FILES } from "./format.ts";
+import type { Plan } from "./plan.ts";
+import { ioError, type ProgressInfo, readFull, verifySessionData } from "./store.ts";
+import { close as libcClose, ErrnoError, O_RDONLY, open as libcOpen } from "../ffi/libc.ts";
+
+/** open(2) O_EXCL: on a block device, fail with EBUSY if it is mounted or claimed. */
+const O_EXCL = 0o200;
+
+/** Default size of one read or write. */
+export const DEFAULT_IO_SIZE = 8 << 20;
+
+/** What a target path is. */
+export interface TargetInfo {
+  /** The path as given. */
+  path: string;
+  /** The path with symbolic links resolved. */
+  realPath: string;
+  /** Block device or regular file. */
+  type: "block" | "file";
+  /** Size in bytes. */
+  size: number;
+  /** `major:minor` of a block device, `null` for a file. */
+  dev: string | null;
+}
+
+/** Decode a Linux `dev_t` as `major:minor`. */
+export function devString(rdev: number): string {
+  const d = BigInt(rdev);
+  const major = ((d >> 8n) & 0xfffn) | ((d >> 32n) & ~0xfffn);
+  const minor = (d & 0xffn) | ((d >> 12n) & ~0xffn);
+  return `${major}:${minor}`;
+}
+
+/**
+ * Look at a target: type, size (a block device's by seeking to its end) and
+ * device number.
+ *
+ * @throws {RestoreError} `not-found`, `permission` or `invalid` (neither a
+ * block device nor a regular file).
+ */
+export async function inspectTarget(path: string): Promise<TargetInfo> {
+  let st: Deno.FileInfo;
+  let realPath: string;
+  try {
+    realPath = await Deno.realPath(path);
+    st = await Deno.stat(realPath);
+  } catch (e) {
+    throw ioError(e, path);
+  }
+  if (st.isFile) return { path, realPath, type: "file", size: st.size, dev: null };
+  if (!st.isBlockDevice) {
+    throw new RestoreError("invalid", `${path} is neither a block device nor a regular file`);
+  }
+  let f: Deno.FsFile;
+  try {
+    f = await Deno.open(realPath, { read: true });
+  } catch (e) {
+    throw ioError(e, `open ${path}`);
+  }
+  try {
+    const size = await f.seek(0, Deno.SeekMode.End);
+    return { path, realPath, type: "block", size, dev: devString(st.rdev ?? 0) };
+  } catch (e) {
+    throw ioError(e, `size of ${path}`);
+  } finally {
+    f.close();
+  }
+}
+
+async function realPathOrNull(path: string): Promise<string | null> {
+  try {
+    return await Deno.realPath(path);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The loop devices (`/dev/loopN`) whose backing file is `realPath`, from
+ * `/sys/block/loop*\/loop/backing_file`.
+ */
+export async function loopDevicesOf(realPath: string, sysBlock = "/sys/block"): Promise<string[]> {
+  const out: string[] = [];
+  try {
+    for await (const e of Deno.readDir(sysBlock)) {
+      if (!e.name.startsWith("loop")) continue;
+      try {
+        const backing = (await Deno.readTextFile(`${sysBlock}/${e.name}/loop/backing_file`)).trim();
+        if (backing === realPath) out.push(`/dev/${e.name}`);
+      } catch { /* no backing file: not attached */ }
+    }
+  } catch { /* no sysfs: nothing is attached */ }
+  return out;
+}
+
+/** Options shared by restore and export about the identity of the device. */
+export interface IdentityOptions {
+  /**
+   * Write to (or, for export, read from) this path instead of the recorded
+   * device. When it is not the recorded device the identity check does not
+   * apply; the size check always does.
+   */
+  target?: string;
+  /** Override the identity check (and only that one). */
+  force?: boolean;
+}
+
+/** Options of {@linkcode openTarget}. */
+export interface OpenTargetOptions extends IdentityOptions {
+  /**
+   * Is this path activated for snapshots? Restore refuses when it is: an
+   * activated device would count the restore's writes as writes outside a
+   * session. Absent means "cannot be activated" (no module).
+   */
+  isActivated?: (path: string, info: TargetInfo) => boolean | Promise<boolean>;
+  /** Where sysfs lists block devices (tests). Default `/sys/block`. */
+  sysBlock?: string;
+}
+
+/** A checked target, held exclusively until {@linkcode RestoreTarget.close}. */
+export interface RestoreTarget {
+  /** What the target is. */
+  info: TargetInfo;
+  /** Whether the target was chosen explicitly and is not the recorded device. */
+  explicit: boolean;
+  /** Warnings, e.g. that `force` overrode the identity check. */
+  warnings: string[];
+  /** Release the exclusive hold. */
+  close(): void;
+}
+
+/**
+ * Check a target against the plan, refusing when its size or identity
+ * differs, when it is activated, or when it is in use.
+ */
+export async function checkIdentity(
+  plan: Plan,
+  options: IdentityOptions,
+): Promise<{ info: TargetInfo; explicit: boolean; warnings: string[] }> {
+  const path = options.target ?? plan.device;
+  const info = await inspectTarget(path);
+  const recorded = await realPathOrNull(plan.device);
+  const explicit = options.target !== undefined && info.realPath !== recorded;
+  const warnings: string[] = [];
+  if (info.size !== plan.deviceSize) {
+    throw new RestoreError(
+      "size",
+      `${path} is ${info.size} bytes, but ${plan.device} was ${plan.deviceSize} bytes when ` +
+        `session ${plan.target.id} was recorded`,
+    );
+  }
+  if (!explicit) {
+    let mismatch: string | null = null;
+    if (plan.kind === "block" && info.type !== "block") {
+      mismatch = `${path} is not a block device, but ${plan.device} was one`;
+    } else if (plan.kind === "block" && info.dev !== plan.dev) {
+      mismatch = `${path} is device ${info.dev}, but the sessions recorded ${plan.dev}`;
+    } else if (plan.kind === "file" && info.type !== "file") {
+      mismatch = `${path} is not a regular file, but ${plan.device} was an image file`;
+    }
+    if (mismatch !== null) {
+      if (!options.force) {
+        throw new RestoreError(
+          "identity",
+          `${mismatch}; if it is the same device under a new name, use --force`,
+        );
+      }
+      warnings.push(`IDENTITY CHECK OVERRIDDEN (--force): ${mismatch}`);
+    }
+  }
+  return { info, explicit, warnings };
+}
+
+/**
+ * Check the target of a restore and hold it: size, identity, activation,
+ * and exclusive use. Call `close()` on the result when done.
+ *
+ * @throws {RestoreError} `size`, `identity`, `activated`, `busy`,
+ * `not-found`, `permission` or `invalid`.
+ */
+export async function openTarget(
+  plan: Plan,
+  options: OpenTargetOptions = {},
+): Promise<RestoreTarget> {
+  const { info, explicit, warnings } = await checkIdentity(plan, options);
+  if (options.isActivated && await options.isActivated(info.path, info)) {
+    throw new RestoreError(
+      "activated",
+      `${info.path} is activated for snapshots: deactivate it first (bdsnap deactivate ${info.path})`,
+    );
+  }
+  if (info.type === "file") {
+    const loops = await loopDevicesOf(info.realPath, options.sysBlock);
+    if (loops.length > 0) {
+      throw new RestoreError(
+        "busy",
+        `${info.path} is in use as the backing file of ${loops.join(", ")}: ` +
+          `unmount and detach it first (losetup -d ${loops[0]})`,
+      );
+    }
+    return { info, explicit, warnings, close() {} };
+  }
+  let fd: number;
+  try {
+    fd = libcOpen(info.realPath, O_RDONLY | O_EXCL);
+  } catch (e) {
+    if (e instanceof ErrnoError && e.code === "EBUSY") {
+      throw new RestoreError("busy", `${info.path} is mounted or in use (EBUSY): unmount it first`);
+    }
+    if (e instanceof ErrnoError && (e.code === "EACCES" || e.code === "EPERM")) {
+      throw new RestoreError("permission", `open ${info.path}: permission denied (run as root)`);
+    }
+    throw ioError(e, `open ${info.path}`);
+  }
+  let open = true;
+  return {
+    info,
+    explicit,
+    warnings,
+    close() {
+      if (open) libcClose(fd);
+      open = false;
+    },
+  };
+}
+
+/**
+ * Verify the data checksums of every session of the plan's chain.
+ *
+ * @throws {RestoreError} `damaged`, listing each bad record with its
+ * blocks.dat offset.
+ */
+export async function verifyPlan(
+  plan: Plan,
+  onProgress?: (p: ProgressInfo) => void,
+): Promise<void> {
+  const total = plan.sessions.reduce((n, s) => n + s.dataBytes, 0);
+  let base = 0;
+  const problems: Problem[] = [];
+  onProgress?.({ phase: "verify", done: 0, total });
+  for (const s of plan.sessions) {
+    problems.push(
+      ...await verifySessionData(s, {
+        onProgress: (done) => onProgress?.({ phase: "verify", done: base + done, total }),
+      }),
+    );
+    base += s.dataBytes;
+  }
+  if (problems.length > 0) {
+    const p = problems[0];
+    throw new RestoreError(
+      "damaged",
+      `session ${p.session} is damaged: ${p.file} at offset ${p.offset}: ${p.message}` +
+        (problems.length > 1 ? ` (and ${problems.length - 1} more)` : ""),
+      problems,
+    );
+  }
+}
+
+/** Options of {@linkcode writePlan}. */
+export interface WriteOptions {
+  /** Called as bytes are written and read back. */
+  onProgress?: (p: ProgressInfo) => void;
+  /** Bytes per write (rounded down to a multiple of the chunk size). Default 8 MiB. */
+  ioSize?: number;
+  /** Read the written ranges back after fsync and compare. Default true. */
+  readBack?: boolean;
+}
+
+/** What {@linkcode writePlan} did. */
+export interface WriteResult {
+  /** Bytes written. */
+  bytes: number;
+  /** Write calls made. */
+  writes: number;
+  /** Bytes read back and found equal (0 when read-back was off). */
+  verifiedBytes: number;
+}
+
+async function seekRead(file: Deno.FsFile, buf: Uint8Array, offset: number, what: string) {
+  await file.seek(offset, Deno.SeekMode.Start);
+  const n = await readFull(file, buf);
+  if (n !== buf.length) {
+    throw new RestoreError("io", `${what}: short read at offset ${offset} (${n} of ${buf.length})`);
+  }
+}
+
+async function seekWrite(file: Deno.FsFile, buf: Uint8Array, offset: number): Promise<void> {
+  await file.seek(offset, Deno.SeekMode.Start);
+  let n = 0;
+  while (n < buf.length) n += await file.write(buf.subarray(n));
+}
+
+/**
+ * Write the plan's extents into an open file (the target, or an export
+ * image), in device order, then fsync it and optionally read back.
+ */
+export async function writePlan(
+  plan: Plan,
+  out: Deno.FsFile,
+  options: WriteOptions = {},
+): Promise<WriteResult> {
+  const chunk = plan.chunkSize;
+  const ioSize = Math.max(chunk, Math.floor((options.ioSize ?? DEFAULT_IO_SIZE) / chunk) * chunk);
+  const buf = new Uint8Array(ioSize);
+  const sources: Deno.FsFile[] = [];
+  const written: Array<{ offset: number; length: number; crc: number }> = [];
+  const readBack = options.readBack ?? true;
+  const total = plan.bytes;
+  let done = 0;
+  try {
+    for (const s of plan.sessions) {
+      const path = `${s.dir}/${FILES.data}`;
+      try {
+        sources.push(await Deno.open(path, { read: true }));
+      } catch (e) {
+        throw ioError(e, `open ${path}`);
+      }
+    }
+    options.onProgress?.({ phase: "write", done, total });
+    let bufStart = 0;
+    let fill = 0;
+    const flush = async () => {
+      const data = buf.subarray(0, fill);
+      try {
+        await seekWrite(out, data, bufStart);
+      } catch (e) {
+        throw ioError(e, `write at offset ${bufStart}`);
+      }
+      if (readBack) written.push({ offset: bufStart, length: fill, crc: crc32c(data) });
+      done += fill;
+      options.onProgress?.({ phase: "write", done, total });
+      bufStart += fill;
+      fill = 0;
+    };
+    for (const ext of plan.extents) {
+      bufStart = ext.devOffset;
+      fill = 0;
+      for (let i = ext.firstPiece; i < ext.firstPiece + ext.pieceCount; i++) {
+        const p = plan.pieces[i];
+        const s = plan.sessions[p.session];
+        let off = 0;
+        while (off < p.length) {
+          const take = Math.min(p.length - off, ioSize - fill);
+          try {
+            await seekRead(
+              sources[p.session],
+              buf.subarray(fill, fill + take),
+              p.datOffset + off,
+              `${s.id}/${FILES.data}`,
+            );
+          } catch (e) {
+            throw ioError(e, `read ${s.id}/${FILES.data}`);
+          }
+          fill += take;
+          off += take;
+          if (fill === ioSize) await flush();
+        }
+      }
+      if (fill > 0) await flush();
+    }
+    try {
+      await out.sync();
+    } catch (e) {
+      throw ioError(e, "fsync");
+    }
+    let verifiedBytes = 0;
+    if (readBack) {
+      options.onProgress?.({ phase: "readback", done: 0, total });
+      for (const w of written) {
+        const data = buf.subarray(0, w.length);
+        await seekRead(out, data, w.offset, "read back");
+        const crc = crc32c(data);
+        if (crc !== w.crc) {
+          throw new RestoreError(
+            "io",
+            `read back at offset ${w.offset} (${w.length} bytes) differs from what was written`,
+          );
+        }
+        verifiedBytes += w.length;
+        options.onProgress?.({ phase: "readback", done: verifiedBytes, total });
+      }
+    }
+    return { bytes: done, writes: written.length, verifiedBytes };
+  } finally {
+    for (const f of sources) f.close();
+  }
+}
+
+/** Options of {@linkcode applyRestore}. */
+export interface RestoreOptions extends OpenTargetOptions, WriteOptions {
+  /** Do every check (target, checksums) and write nothing. */
+  dryRun?: boolean;
+}
+
+/** What {@linkcode applyRestore} did. */
+export interface RestoreResult extends WriteResult {
+  /** The target written (or that would have been). */
+  target: TargetInfo;
+  /** Whether the target is not the recorded device. */
+  explicit: boolean;
+  /** Whether nothing was written because of `dryRun`. */
+  dryRun: boolean;
+  /** The plan's warnings and the target's. */
+  warnings: string[];
+  /** Wall-clock seconds for checks, verification and writing. */
+  seconds: number;
+}
+
+/**
+ * Restore: check and hold the target, verify every checksum, write the plan,
+ * fsync, read back. Nothing is written unless every check passed.
+ */
+export async function applyRestore(
+  plan: Plan,
+  options: RestoreOptions = {},
+): Promise<RestoreResult> {
+  const t0 = performance.now();
+  const target = await openTarget(plan, options);
+  try {
+    await verifyPlan(plan, options.onProgress);
+    const base = {
+      target: target.info,
+      explicit: target.explicit,
+      warnings: [...plan.warnings, ...target.warnings],
+    };
+    if (options.dryRun) {
+      const seconds = (performance.now() - t0) / 1000;
+      return { ...base, dryRun: true, bytes: 0, writes: 0, verifiedBytes: 0, seconds };
+    }
+    let out: Deno.FsFile;
+    try {
+      out = await Deno.open(target.info.realPath, { read: true, write: true });
+    } catch (e) {
+      throw ioError(e, `open ${target.info.path}`);
+    }
+    try {
+      const w = await writePlan(plan, out, options);
+      return { ...base, ...w, dryRun: false, seconds: (performance.now() - t0) / 1000 };
+    } finally {
+      out.close();
+    }
+  } finally {
+    target.close();
+  }
+}
+
+/** Options of {@linkcode exportImage}. */
+export interface ExportOptions extends IdentityOptions, WriteOptions {
+  /** The image file to write (replaced if it exists). */
+  output: string;
+  /**
+   * Plan again after the device was read and flushed, to pick up pre-images
+   * an open session saved meanwhile. Needed when the device is mounted.
+   */
+  replan?: () => Promise<Plan> | Plan;
+  /** Where sysfs lists block devices (tests). Default `/sys/block`. */
+  sysBlock?: string;
+}
+
+/** What {@linkcode exportImage} did. */
+export interface ExportResult extends WriteResult {
+  /** The device read. */
+  source: TargetInfo;
+  /** The image written. */
+  output: string;
+  /** Bytes copied from the device. */
+  copied: number;
+  /** The plan applied (the re-made one when `replan` was given). */
+  plan: Plan;
+  /** The plan's warnings and the identity check's. */
+  warnings: string[];
+  /** Wall-clock seconds. */
+  seconds: number;
+}
+
+/**
+ * Export: write a full image of the device as it was before the plan's
+ * session, never writing to the device. The device content is copied to
+ * `OUTPUT.partial`, the device is flushed (so an open session's pending
+ * pre-images reach the store, docs/FORMAT.md rule 4), the store is planned
+ * again (`replan`) and verified, the pre-images are written over the copy,
+ * and the file is renamed to `output`.
+ */
+export async function exportImage(plan: Plan, options: ExportOptions): Promise<ExportResult> {
+  const t0 = performance.now();
+  const { info, warnings } = await checkIdentity(plan, options);
+  const outReal = await realPathOrNull(options.output);
+  if (outReal === info.realPath) {
+    throw new RestoreError("invalid", `the output ${options.output} is the device itself`);
+  }
+  try {
+    const st = await Deno.stat(options.output);
+    if (!st.isFile) {
+      throw new RestoreError(
+        "invalid",
+        `the output ${options.output} exists and is not a regular file`,
+      );
+    }
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw ioError(e, options.output);
+  }
+  const tmp = `${options.output}.partial`;
+  let src: Deno.FsFile;
+  try {
+    src = await Deno.open(info.realPath, { read: true });
+  } catch (e) {
+    throw ioError(e, `open ${info.path}`);
+  }
+  let out: Deno.FsFile | null = null;
+  let ok = false;
+  try {
+    try {
+      out = await Deno.open(tmp, {
+        read: true,
+        write: true,
+        create: true,
+        truncate: true,
+        mode: 0o600,
+      });
+    } catch (e) {
+      throw ioError(e, `create ${tmp}`);
+    }
+    const ioSize = Math.max(plan.chunkSize, options.ioSize ?? DEFAULT_IO_SIZE);
+    const buf = new Uint8Array(ioSize);
+    let copied = 0;
+    options.onProgress?.({ phase: "copy", done: 0, total: info.size });
+    while (copied < info.size) {
+      const want = Math.min(ioSize, info.size - copied);
+      const n = await readFull(src, buf.subarray(0, want)).catch((e) => {
+        throw ioError(e, `read ${info.path}`);
+      });
+      if (n !== want) throw new RestoreError("io", `${info.path} ended early at ${copied + n}`);
+      await seekWrite(out, buf.subarray(0, n), copied).catch((e) => {
+        throw ioError(e, `write ${tmp}`);
+      });
+      copied += n;
+      options.onProgress?.({ phase: "copy", done: copied, total: info.size });
+    }
+    // Flush the device so that the pre-images of every write that completed
+    // before our reads are in the store before we read it again.
+    await flushDevice(src, info, options.sysBlock);
+    const final = options.replan ? await options.replan() : plan;
+    if (final.deviceSize !== plan.deviceSize || final.device !== plan.device) {
+      throw new RestoreError("invalid", "the store changed device or size while exporting");
+    }
+    await verifyPlan(final, options.onProgress);
+    const w = await writePlan(final, out, options);
+    out.close();
+    out = null;
+    try {
+      await Deno.rename(tmp, options.output);
+    } catch (e) {
+      throw ioError(e, `rename ${tmp}`);
+    }
+    ok = true;
+    return {
+      ...w,
+      source: info,
+      output: options.output,
+      copied,
+      plan: final,
+      warnings: [...final.warnings, ...warnings],
+      seconds: (performance.now() - t0) / 1000,
+    };
+  } finally {
+    src.close();
+    out?.close();
+    if (!ok) await Deno.remove(tmp).catch(() => {});
+  }
+}
+
+async function flushDevice(src: Deno.FsFile, info: TargetInfo, sysBlock?: string): Promise<void> {
+  try {
+    await src.sync();
+  } catch (e) {
+    throw ioError(e, `flush ${info.path}`);
+  }
+  if (info.type !== "file") return;
+  for (const loop of await loopDevicesOf(info.realPath, sysBlock)) {
+    try {
+      const f = await Deno.open(loop, { read: true });
+      try {
+        await f.sync();
+      } finally {
+        f.close();
+      }
+    } catch (e) {
+      throw ioError(e, `flush ${loop}`);
+    }
+  }
+}

@@ -1,0 +1,347 @@
+/**
+ * The chain planner. Restoring device D to its state before the mount of
+ * session k takes, for every chunk, the pre-image from the earliest session
+ * j ≥ k of D that saved it (sessions ordered by mount time). The plan is
+ * computed from the maps of sessions k..n only, so it does not depend on the
+ * target's content and a rerun writes the same bytes again.
+ *
+ * The planner refuses (throws {@linkcode RestoreError}) when a session the
+ * chain needs is open, failed, damaged, incomplete or missing, when a session
+ * that may belong to the chain names another device, or when a later session
+ * j > k recorded writes outside any session (`unmounted_writes_before > 0`).
+ *
+ * @example
+ * ```ts
+ * import { listSessions } from "./store.ts";
+ * import { planRestore } from "./plan.ts";
+ * const sessions = await listSessions("/snapshot", { liveSessions: new Set() });
+ * const plan = planRestore(sessions, "dev_vdb_20261122T072301.123456Z");
+ * console.log(plan.bytes, "bytes in", plan.extents.length, "extents");
+ * ```
+ *
+ * @module
+ */
+
+import { formatProblem, type Problem, RestoreError, type RestoreErrorCode } from "./errors.ts";
+import { type DeviceKind, storeName } from "./format.ts";
+import { compareSessions, type Session, sortedOrder } from "./store.ts";
+
+/** A run of device bytes whose pre-image comes from one place in one session's blocks.dat. */
+export interface PlanPiece {
+  /** Byte offset on the device. */
+  devOffset: number;
+  /** Bytes. */
+  length: number;
+  /** Index into {@linkcode Plan.sessions} of the session the data comes from. */
+  session: number;
+  /** Byte offset of the data in that session's blocks.dat. */
+  datOffset: number;
+}
+
+/** A run of adjacent pieces: one contiguous range of device bytes to write. */
+export interface PlanExtent {
+  /** Byte offset on the device. */
+  devOffset: number;
+  /** Bytes. */
+  length: number;
+  /** Index of its first piece in {@linkcode Plan.pieces}. */
+  firstPiece: number;
+  /** Number of its pieces. */
+  pieceCount: number;
+}
+
+/** How much one session of the chain contributes. */
+export interface SessionUse {
+  /** Session id. */
+  id: string;
+  /** Bytes of the plan taken from this session. */
+  bytes: number;
+}
+
+/** What a restore (or export) will write. */
+export interface Plan {
+  /** The device path recorded at activation. */
+  device: string;
+  /** What the device is. */
+  kind: DeviceKind;
+  /** `major:minor` recorded by the target session. */
+  dev: string;
+  /** Device size in bytes. */
+  deviceSize: number;
+  /** Chunk size of the target session. */
+  chunkSize: number;
+  /** The session whose pre-mount state is restored. */
+  target: Session;
+  /** Sessions k..n of the chain, oldest first; `target` is the first. */
+  sessions: Session[];
+  /** Pieces sorted by device offset, disjoint: each chunk is written once. */
+  pieces: PlanPiece[];
+  /** Pieces coalesced into contiguous device ranges, sorted by offset. */
+  extents: PlanExtent[];
+  /** Bytes to write. */
+  bytes: number;
+  /** Chunks to write (bytes / chunk size, rounded up). */
+  chunks: number;
+  /** Per session of the chain, the bytes taken from it. */
+  usage: SessionUse[];
+  /** Things the user should know that do not stop the restore. */
+  warnings: string[];
+}
+
+/** Options of {@linkcode planRestore}. */
+export interface PlanOptions {
+  /** The device the caller means; refused if the session belongs to another. */
+  device?: string;
+  /**
+   * Accept open sessions in the chain (for `export` of a mounted device,
+   * which re-reads the store after flushing the device). Never for restore.
+   */
+  allowOpen?: boolean;
+}
+
+/**
+ * Plan the restore of a device to the state before the mount of
+ * `sessionId`. `sessions` is the whole store, as {@linkcode listSessions}
+ * returns it.
+ *
+ * @throws {RestoreError} with the refusal's code and the problems behind it.
+ */
+export function planRestore(
+  sessions: readonly Session[],
+  sessionId: string,
+  options: PlanOptions = {},
+): Plan {
+  const { target: k, chain, warnings } = checkChain(sessions, sessionId, options);
+  const meta = k.meta!;
+  const { pieces, usage } = sweep(chain, meta.size);
+  const extents = coalesce(pieces);
+  const bytes = pieces.reduce((n, p) => n + p.length, 0);
+  return {
+    device: meta.device,
+    kind: meta.kind,
+    dev: meta.dev,
+    deviceSize: meta.size,
+    chunkSize: meta.chunkSize,
+    target: k,
+    sessions: chain,
+    pieces,
+    extents,
+    bytes,
+    chunks: Math.ceil(bytes / meta.chunkSize),
+    usage: chain.map((s, i) => ({ id: s.id, bytes: usage[i] })),
+    warnings,
+  };
+}
+
+/** The sessions a restore to the state before `sessionId` reads, checked. */
+export interface Chain {
+  /** The session whose pre-mount state is restored. */
+  target: Session;
+  /** Sessions k..n of the device, oldest first. */
+  chain: Session[];
+  /** Things the user should know that do not stop the restore. */
+  warnings: string[];
+}
+
+/**
+ * The checks of {@linkcode planRestore} without computing the plan: cheap,
+ * for telling which sessions can be restored at all.
+ *
+ * @throws {RestoreError} exactly as {@linkcode planRestore} does.
+ */
+export function checkChain(
+  sessions: readonly Session[],
+  sessionId: string,
+  options: PlanOptions = {},
+): Chain {
+  const k = sessions.find((s) => s.id === sessionId);
+  if (k === undefined) throw new RestoreError("not-found", `no session ${sessionId} in the store`);
+  if (k.meta === null) {
+    const incomplete = k.state === "incomplete";
+    throw new RestoreError(
+      incomplete ? "incomplete" : "damaged",
+      incomplete ? incompleteMessage(k) : `session ${k.id} is damaged: ${problemText(k)}`,
+      k.problems,
+    );
+  }
+  const meta = k.meta;
+  const device = meta.device;
+  if (options.device !== undefined && options.device !== device) {
+    throw new RestoreError(
+      "invalid",
+      `session ${k.id} is a session of ${device}, not of ${options.device}`,
+    );
+  }
+
+  // Every session at or after k that belongs to the device by meta.json or by
+  // its directory name: a damaged session of the device may have lost its
+  // meta.json, and it still breaks the chain.
+  const name = storeName(device);
+  const candidates = sessions
+    .filter((s) => s.meta?.device === device || s.idParts?.name === name)
+    .filter((s) => s === k || compareSessions(s, k) > 0)
+    .sort(compareSessions);
+
+  const refusals: Array<{ code: RestoreErrorCode; message: string; problems: Problem[] }> = [];
+  const refuse = (code: RestoreErrorCode, message: string, problems: Problem[] = []) =>
+    refusals.push({ code, message, problems });
+  const warnings: string[] = [];
+
+  for (const s of candidates) {
+    if (s.state === "damaged") {
+      refuse("damaged", `session ${s.id} is damaged: ${problemText(s)}`, s.problems);
+    } else if (s.state === "incomplete") {
+      refuse("incomplete", incompleteMessage(s), s.problems);
+    } else if (s.meta!.device !== device) {
+      refuse(
+        "ambiguous",
+        `session ${s.id} is of ${
+          JSON.stringify(s.meta!.device)
+        }, whose store name is the same as ` +
+          `${JSON.stringify(device)}'s: cannot tell which sessions belong to the chain`,
+      );
+    } else if (s.state === "failed") {
+      const err = s.meta!.error === "" ? "" : ` (${s.meta!.error})`;
+      refuse("failed", `session ${s.id} failed${err}: its pre-images are incomplete`);
+    } else if (s.state === "open" && !options.allowOpen) {
+      refuse("open", `session ${s.id} is still open: unmount the device first`);
+    } else if (s.state === "interrupted") {
+      warnings.push(
+        `session ${s.id} was interrupted (crash or power cut)` +
+          (s.tail ? `; its map ends at offset ${s.tail.offset} (${s.tail.reason})` : "") +
+          `: writes after its last flush may not have been saved`,
+      );
+    }
+  }
+  const chain = candidates.filter((s) => s.meta !== null && s.meta.device === device);
+
+  for (let i = 1; i < chain.length; i++) {
+    const prev = chain[i - 1].meta!;
+    const s = chain[i];
+    const m = s.meta!;
+    if (m.unmountedWritesBefore > 0) {
+      refuse(
+        "unmounted-writes",
+        `session ${s.id} records ${m.unmountedWritesBefore} write(s) to the device outside any ` +
+          `session before its mount: the sessions cannot undo them`,
+      );
+    }
+    if (m.seq === 1) {
+      warnings.push(
+        `${device} was deactivated between sessions ${chain[i - 1].id} and ${s.id}: ` +
+          `writes made while it was not activated cannot be seen or undone`,
+      );
+    } else if (m.seq !== prev.seq + 1) {
+      refuse(
+        "missing",
+        `session(s) missing between ${
+          chain[i - 1].id
+        } (seq ${prev.seq}) and ${s.id} (seq ${m.seq})`,
+      );
+    }
+    if (m.size !== meta.size) {
+      refuse(
+        "invalid",
+        `the device size changed between sessions (${meta.size} bytes in ${k.id}, ` +
+          `${m.size} in ${s.id})`,
+      );
+    }
+  }
+
+  if (refusals.length > 0) {
+    const first = refusals[0];
+    const more = refusals.length > 1 ? ` (and ${refusals.length - 1} more problem(s))` : "";
+    throw new RestoreError(
+      first.code,
+      first.message + more,
+      refusals.flatMap((r) => r.problems.length > 0 ? r.problems : [{ message: r.message }]),
+    );
+  }
+
+  return { target: k, chain, warnings };
+}
+
+function problemText(s: Session): string {
+  return s.problems.map((p) => formatProblem({ ...p, session: undefined })).join("; ");
+}
+
+function incompleteMessage(s: Session): string {
+  return `session ${s.id} is incomplete (${problemText(s)}); ` +
+    `if that mount changed nothing, remove its directory`;
+}
+
+/**
+ * For every device byte saved by some session of `chain`, the earliest
+ * session's pre-image. Each session's records are disjoint (the reader
+ * checks it), so at any offset each session has at most one record
+ * covering it; the walk moves from boundary to boundary.
+ */
+function sweep(chain: Session[], deviceSize: number): { pieces: PlanPiece[]; usage: number[] } {
+  const n = chain.length;
+  const tables = chain.map((s) => s.records);
+  const orders = tables.map((t) => sortedOrder(t));
+  const ptr = new Array<number>(n).fill(0);
+  const active = new Array<number>(n).fill(-1);
+  const usage = new Array<number>(n).fill(0);
+  const pieces: PlanPiece[] = [];
+  let pos = 0;
+  for (;;) {
+    // Make each session's record at `pos` (if any) its active one.
+    let nextStart = Infinity;
+    for (let r = 0; r < n; r++) {
+      const t = tables[r];
+      const o = orders[r];
+      while (ptr[r] < o.length && t.devOffset[o[ptr[r]]] <= pos) active[r] = o[ptr[r]++];
+      if (ptr[r] < o.length) nextStart = Math.min(nextStart, t.devOffset[o[ptr[r]]]);
+    }
+    let w = -1;
+    for (let r = 0; r < n; r++) {
+      const a = active[r];
+      if (a >= 0 && tables[r].devOffset[a] + tables[r].length[a] > pos) {
+        w = r;
+        break;
+      }
+    }
+    if (w < 0) {
+      if (nextStart === Infinity) break;
+      pos = nextStart;
+      continue;
+    }
+    const t = tables[w];
+    const a = active[w];
+    const end = Math.min(t.devOffset[a] + t.length[a], nextStart);
+    const clipped = Math.min(end, deviceSize);
+    if (clipped > pos) {
+      const datOffset = t.datOffset[a] + (pos - t.devOffset[a]);
+      const length = clipped - pos;
+      const last = pieces[pieces.length - 1];
+      if (
+        last !== undefined && last.session === w && last.devOffset + last.length === pos &&
+        last.datOffset + last.length === datOffset
+      ) {
+        last.length += length;
+      } else {
+        pieces.push({ devOffset: pos, length, session: w, datOffset });
+      }
+      usage[w] += length;
+    }
+    pos = end;
+  }
+  return { pieces, usage };
+}
+
+/** Group adjacent pieces into contiguous device ranges. */
+function coalesce(pieces: PlanPiece[]): PlanExtent[] {
+  const extents: PlanExtent[] = [];
+  for (let i = 0; i < pieces.length; i++) {
+    const p = pieces[i];
+    const last = extents[extents.length - 1];
+    if (last !== undefined && last.devOffset + last.length === p.devOffset) {
+      last.length += p.length;
+      last.pieceCount++;
+    } else {
+      extents.push({ devOffset: p.devOffset, length: p.length, firstPiece: i, pieceCount: 1 });
+    }
+  }
+  return extents;
+}

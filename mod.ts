@@ -1,0 +1,23 @@
+/**
+ * bdsnap as a library: the snapshot store format, the store reader, the
+ * chain planner and the applier (restore and export), for programs such as
+ * backup tools and tests that need them without the CLI.
+ *
+ * @example
+ * ```ts
+ * import { applyRestore, listSessions, planRestore } from "@bdsnap/bdsnap";
+ * const sessions = await listSessions("/snapshot", { liveSessions: new Set() });
+ * const plan = planRestore(sessions, "dev_vdb_20261122T072301.123456Z");
+ * await applyRestore(plan, { target: "/var/tmp/copy-of-vdb.img" });
+ * ```
+ *
+ * @module
+ */
+
+// The restorer: store format, reader, planner, applier.
+export * from "./lib/format.ts";
+export * from "./lib/errors.ts";
+export * from "./lib/store.ts";
+export * from "./lib/plan.ts";
+export * from "./lib/apply.ts";
+export { crc32c } from "./lib/crc32c.ts";

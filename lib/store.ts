@@ -139,7 +139,7 @@ async function readOptional(path: string): Promise<Uint8Array | null> {
 async function sizeOptional(path: string): Promise<number | null> {
   try {
     const st = await Deno.stat(path);
-    if (!st.isFile) return null;
+    if (!st.isFile) throw new RestoreError("io", `${path} is not a regular file`);
     return st.size;
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) return null;
@@ -185,11 +185,22 @@ export async function readSession(dir: string, options: ReadOptions = {}): Promi
     session.problems.push({ session: id, file, offset, message });
   };
 
-  const [metaBytes, mapBytes, datSize] = await Promise.all([
-    readOptional(`${dir}/${FILES.meta}`),
-    readOptional(`${dir}/${FILES.map}`),
-    sizeOptional(`${dir}/${FILES.data}`),
-  ]);
+  let metaBytes: Uint8Array | null;
+  let mapBytes: Uint8Array | null;
+  let datSize: number | null;
+  try {
+    [metaBytes, mapBytes, datSize] = await Promise.all([
+      readOptional(`${dir}/${FILES.meta}`),
+      readOptional(`${dir}/${FILES.map}`),
+      sizeOptional(`${dir}/${FILES.data}`),
+    ]);
+  } catch (e) {
+    // Permission problems concern the whole store: let them through. Any
+    // other I/O error (a file that is a directory, EIO) damages this session.
+    if (e instanceof RestoreError && e.code !== "io") throw e;
+    problem(undefined, e instanceof Error ? e.message : String(e));
+    return session;
+  }
   session.datSize = datSize ?? 0;
 
   const missing: string[] = [];

@@ -197,3 +197,15 @@ Deno.test("store: a missing root is not-found", async () => {
     (e) => e instanceof RestoreError && e.code === "not-found",
   );
 });
+
+Deno.test("store: a session file that cannot be read damages only that session", async () => {
+  const { root, ids } = await store();
+  await Deno.remove(`${root}/${ids[1]}/meta.json`);
+  await Deno.mkdir(`${root}/${ids[1]}/meta.json`);
+  await Deno.remove(`${root}/${ids[2]}/blocks.dat`);
+  await Deno.mkdir(`${root}/${ids[2]}/blocks.dat`);
+  const s = await listSessions(root, { liveSessions: new Set() });
+  assert.deepEqual(s.map((x) => x.state), ["closed", "damaged", "damaged"]);
+  assert.match(s[2].problems[0].message, /not a regular file/);
+  await Deno.remove(root, { recursive: true });
+});

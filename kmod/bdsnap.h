@@ -33,6 +33,9 @@ int bdsnap_auth_check(const char *passwd);
 int bdsnap_auth_set(const char *old_passwd, const char *new_hash);
 bool bdsnap_auth_is_set(void);
 u64 bdsnap_auth_failures(void);
+/* PBKDF2-HMAC-SHA256 (RFC 8018), isolated for known-answer tests. May sleep. */
+int bdsnap_pbkdf2_hmac_sha256(const u8 *pw, size_t pw_len, const u8 *salt,
+			      size_t salt_len, u32 iterations, u8 *dk, size_t dk_len);
 
 /*
  * ---- control plane: the one implementation behind syscalls and ioctls ----

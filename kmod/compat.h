@@ -1,0 +1,136 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * bdsnap: the one place for kernel-version differences.
+ *
+ * How it works
+ * ------------
+ * Every API whose shape differs between the kernels we build for has a
+ * compile probe, probes/<name>.c: a few lines that use the API exactly as
+ * the module would. Before the module is compiled, scripts/probe.sh (run by
+ * the Makefile, or by the Kbuild rule when kbuild is invoked directly)
+ * compiles all probes in ONE kbuild pass against the target kernel (make -k,
+ * -Werror) and writes compat_probes.h with
+ *
+ *	#define BDSNAP_HAVE_<NAME> 1
+ *
+ * for each probe that compiled. This header turns those defines into small
+ * helpers. The .c files call only the helpers: no LINUX_VERSION_CODE tests
+ * anywhere. A new difference means a new probe plus a helper here; the
+ * control plane may add probes too.
+ *
+ * Probes and what they select
+ * ---------------------------
+ * ftrace_regs_set_instruction_pointer (6.7+), ftrace_instruction_pointer_set
+ *	(5.11..6.6): how an ftrace callback redirects the traced function.
+ *	Both need DYNAMIC_FTRACE_WITH_ARGS; without it the generic headers
+ *	define them as no-ops, so we then go through the saved pt_regs, which
+ *	our ops always request (FTRACE_OPS_FL_SAVE_REGS).
+ * bdev_file_open_by_dev (6.9+), blkdev_get_by_dev_fmode (up to 6.4): opening
+ *	a block device for reading its geometry.
+ * mnt_idmap (6.3+): VFS object operations take struct mnt_idmap, before
+ *	that struct user_namespace (mnt_user_ns()).
+ * crc32c_le (up to 6.13): the built-in CRC-32C is __crc32c_le(); later
+ *	kernels call it crc32c() in <linux/crc32.h>. We use the built-in one
+ *	so that the module needs no libcrc32c.
+ * sanity: always compiles; proves the probe setup works.
+ */
+#ifndef _BDSNAP_COMPAT_H
+#define _BDSNAP_COMPAT_H
+
+#include <linux/blkdev.h>
+#include <linux/crc32.h>
+#include <linux/err.h>
+#include <linux/file.h>
+#include <linux/fs.h>
+#include <linux/ftrace.h>
+#include <linux/mount.h>
+#include <linux/ptrace.h>
+
+#include "compat_probes.h"
+
+/* ---- ftrace: redirect the traced function, read its first argument ---- */
+
+static __always_inline void bdsnap_ftrace_set_ip(struct ftrace_regs *fregs,
+						 unsigned long ip)
+{
+#if defined(CONFIG_HAVE_DYNAMIC_FTRACE_WITH_ARGS) && \
+	defined(BDSNAP_HAVE_FTRACE_REGS_SET_INSTRUCTION_POINTER)
+	ftrace_regs_set_instruction_pointer(fregs, ip);
+#elif defined(CONFIG_HAVE_DYNAMIC_FTRACE_WITH_ARGS) && \
+	defined(BDSNAP_HAVE_FTRACE_INSTRUCTION_POINTER_SET)
+	ftrace_instruction_pointer_set(fregs, ip);
+#else
+	instruction_pointer_set(ftrace_get_regs(fregs), ip);
+#endif
+}
+
+/* Our ops always ask for FTRACE_OPS_FL_SAVE_REGS, so the regs are there. */
+static __always_inline unsigned long
+bdsnap_ftrace_arg0(struct ftrace_regs *fregs)
+{
+	struct pt_regs *regs = ftrace_get_regs(fregs);
+
+	return regs ? regs_get_kernel_argument(regs, 0) : 0;
+}
+
+/* ---- a short-lived, shared, read-only open of a block device ---- */
+
+struct bdsnap_bdev {
+	struct block_device *bdev;
+#ifdef BDSNAP_HAVE_BDEV_FILE_OPEN_BY_DEV
+	struct file *file;
+#endif
+};
+
+static inline int bdsnap_bdev_open_ro(dev_t dev, struct bdsnap_bdev *b)
+{
+#if defined(BDSNAP_HAVE_BDEV_FILE_OPEN_BY_DEV)
+	struct file *f = bdev_file_open_by_dev(dev, BLK_OPEN_READ, NULL, NULL);
+
+	if (IS_ERR(f))
+		return PTR_ERR(f);
+	b->file = f;
+	b->bdev = file_bdev(f);
+	return 0;
+#elif defined(BDSNAP_HAVE_BLKDEV_GET_BY_DEV_FMODE)
+	struct block_device *bdev = blkdev_get_by_dev(dev, FMODE_READ, NULL);
+
+	if (IS_ERR(bdev))
+		return PTR_ERR(bdev);
+	b->bdev = bdev;
+	return 0;
+#else
+#error "bdsnap: no known way to open a block device here; add a probe"
+#endif
+}
+
+static inline void bdsnap_bdev_close(struct bdsnap_bdev *b)
+{
+#if defined(BDSNAP_HAVE_BDEV_FILE_OPEN_BY_DEV)
+	fput(b->file);
+#else
+	blkdev_put(b->bdev, FMODE_READ);
+#endif
+	b->bdev = NULL;
+}
+
+/* ---- the id mapping argument of vfs_mkdir()/vfs_unlink()/vfs_rmdir() ---- */
+
+#ifdef BDSNAP_HAVE_MNT_IDMAP
+#define bdsnap_mnt_idmap(mnt)	mnt_idmap(mnt)
+#else
+#define bdsnap_mnt_idmap(mnt)	mnt_user_ns(mnt)
+#endif
+
+/* ---- CRC-32C, raw update step (no pre/post inversion) ---- */
+
+static inline u32 bdsnap_crc32c_update(u32 crc, const void *p, size_t len)
+{
+#ifdef BDSNAP_HAVE_CRC32C_LE
+	return __crc32c_le(crc, p, len);
+#else
+	return crc32c(crc, p, len);
+#endif
+}
+
+#endif /* _BDSNAP_COMPAT_H */

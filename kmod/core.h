@@ -1,0 +1,284 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * bdsnap data plane: internals shared by registry.c, loopdev.c, hook.c,
+ * session.c, cow.c, chunkmap.c and store.c. The control plane sees only
+ * bdsnap.h.
+ *
+ * Objects and who keeps them alive
+ * --------------------------------
+ * bdsnap_dev      an activated device. Referenced by the registry list, by
+ *                 its session, and briefly by mount/activation paths. Read
+ *                 by the bio hook under RCU only (kfree_rcu). Each dev holds
+ *                 a module reference, so rmmod is refused while any exists.
+ * bdsnap_session  one mount's copy-on-write session. Published in
+ *                 dev->session (RCU) from before the filesystem opens the
+ *                 device until after its last unmount has finished. Every
+ *                 user that may outlive an RCU section (a held bio, an
+ *                 extent, the hook while it works) holds s->users; closing
+ *                 unpublishes, waits for an RCU grace period, then for
+ *                 users == 0 and the store worker, and only then finalises
+ *                 the store and frees. Nothing is freed while busy.
+ * bdsnap_op       one held origin write (or flush). Owns the bio until it
+ *                 is resubmitted. pending counts what it still waits for.
+ * bdsnap_extent   a run of chunks whose pre-image one read fetches and one
+ *                 map record stores. Lives from claim to "in blocks.dat".
+ *
+ * Lock order: bdsnap_reg_mutex -> s->lock -> bdsnap_throttle_lock.
+ * The loop binding cache lock and the filter are leaves. s->lock is taken
+ * with interrupts disabled because a bio may be submitted from softirq.
+ */
+#ifndef _BDSNAP_CORE_H
+#define _BDSNAP_CORE_H
+
+#include <linux/types.h>
+#include <linux/atomic.h>
+#include <linux/refcount.h>
+#include <linux/list.h>
+#include <linux/rbtree.h>
+#include <linux/mutex.h>
+#include <linux/spinlock.h>
+#include <linux/wait.h>
+#include <linux/workqueue.h>
+#include <linux/xarray.h>
+#include <linux/bio.h>
+#include <linux/blkdev.h>
+
+#include "bdsnap.h"
+
+/* Copy-on-write unit: 4 KiB, or the logical block size if larger. */
+#define BDSNAP_CHUNK_MIN	4096U
+/* Largest pre-image one read fetches and one map record describes. */
+#define BDSNAP_EXTENT_MAX	(1U << 20)
+/* Throttled writes older than this fail their session: the store is stuck. */
+#define BDSNAP_STALL_SECS	60
+
+extern struct workqueue_struct *bdsnap_cow_wq;	 /* read completions, held bios */
+extern struct workqueue_struct *bdsnap_store_wq; /* blocks.dat/map writers */
+extern struct workqueue_struct *bdsnap_ctl_wq;	 /* path and store-file setup */
+extern struct mutex bdsnap_reg_mutex;
+extern wait_queue_head_t bdsnap_reg_wq;		 /* dev->state changes */
+extern struct list_head bdsnap_devs;		 /* RCU; writers hold reg_mutex */
+extern unsigned int bdsnap_inflight_limit_mb;
+
+/* Module-wide counters (STATUS). */
+extern atomic_t bdsnap_nr_devs, bdsnap_nr_file_devs, bdsnap_nr_sessions;
+extern atomic64_t bdsnap_inflight_bytes, bdsnap_inflight_peak;
+extern atomic64_t bdsnap_total_chunks, bdsnap_total_bytes, bdsnap_total_failed;
+
+/* A sector range of a whole disk, named by the disk's dev_t. */
+struct bdsnap_span {
+	dev_t disk;
+	sector_t start;
+	sector_t nr;
+};
+
+/* Identity of a regular file: the device of its filesystem and its inode. */
+struct bdsnap_file_id {
+	dev_t sdev;
+	unsigned long ino;
+};
+
+enum bdsnap_dev_state {
+	BDSNAP_DEV_IDLE,	/* no session */
+	BDSNAP_DEV_OPENING,	/* a mount is creating the session */
+	BDSNAP_DEV_OPEN,
+	BDSNAP_DEV_CLOSING,	/* last unmount in progress, then finalising */
+};
+
+struct bdsnap_session;
+
+struct bdsnap_dev {
+	struct list_head node;		/* bdsnap_devs */
+	refcount_t ref;
+	struct rcu_head rcu;
+	u32 kind;			/* enum bdsnap_device_kind */
+	bool deactivating;		/* reg_mutex */
+	bool listed;			/* reg_mutex: on bdsnap_devs */
+	enum bdsnap_dev_state state;	/* reg_mutex */
+	u64 nr_sessions;		/* reg_mutex: sessions since activation */
+	dev_t devt;			/* BLOCK: the activated device */
+	struct bdsnap_span span;	/* BLOCK: where it lies on its disk */
+	struct bdsnap_file_id file;	/* FILE: the image */
+	dev_t bound;			/* FILE: loop device last seen on it */
+	struct bdsnap_session __rcu *session;
+	atomic64_t unmounted_writes;	/* since activation or last session */
+	char name[];			/* path given at activation */
+};
+
+struct bdsnap_chunkmap {
+	struct xarray pages;		/* index -> bitmap page */
+	u64 nr_chunks;
+};
+
+/* Store state; only the session's store worker and open/close touch it. */
+struct bdsnap_store {
+	struct file *dat, *map, *meta;
+	char *dir;			/* absolute path of the session directory */
+	loff_t dat_off, map_off;
+	u32 records;			/* in blocks.map */
+	u64 map_bytes;			/* data the records in blocks.map cover */
+	u32 meta_size;			/* meta.json is rewritten in place */
+	struct bdsnap_map_record *pending;	/* records whose data is written */
+	u32 nr_pending, max_pending;
+	bool dat_dirty;			/* blocks.dat written since its fsync */
+	bool map_dirty;
+};
+
+struct bdsnap_session {
+	struct bdsnap_dev *dev;		/* holds a reference */
+	struct super_block *sb;		/* reg_mutex; NULL until mounted */
+	unsigned int getters;		/* reg_mutex: vfs_get_tree in progress */
+	atomic_t users;
+	wait_queue_head_t drain_wq;
+
+	/* Geometry and identity, fixed at open. */
+	struct bdsnap_span span;	/* the covered sectors of the disk */
+	dev_t devt;			/* the mounted device */
+	u32 kind;
+	u32 lbs;
+	u32 chunk_size;
+	u32 chunk_shift;		/* log2(chunk_size) */
+	u64 size;			/* bytes */
+	u64 nr_chunks;
+	u64 seq;
+	u64 mount_time_ns;
+	u64 end_time_ns;
+	u64 unmounted_before;
+	char fs_type[32];
+	char id[BDSNAP_SESSION_ID_LEN];
+
+	spinlock_t lock;
+	u32 state;			/* BDSNAP_SESSION_OPEN or _FAILED */
+	int error;
+	const char *error_what;
+	bool meta_failed;		/* store worker: "failed" meta written */
+	struct bdsnap_chunkmap map;	/* chunks claimed this session */
+	struct rb_root_cached inflight;	/* extents being read */
+	struct list_head outstanding;	/* claimed, data not yet in blocks.dat */
+	struct list_head store_queue;	/* read, waiting for the store worker */
+	struct list_head flush_waiters;	/* bdsnap_oppart, in claim order */
+	u64 claim_seq;			/* extents claimed so far */
+	u64 synced_seq;			/* extents <= this are durable */
+	u64 pending_bytes;		/* pre-images in memory */
+	atomic64_t chunks_saved;	/* written to the store */
+	atomic64_t bytes_saved;
+
+	struct work_struct store_work;
+	struct bdsnap_store store;
+};
+
+/* One session's part of a held bio. */
+struct bdsnap_oppart {
+	struct bdsnap_session *s;	/* holds s->users */
+	struct bdsnap_op *op;
+	u64 first, last;		/* chunk range; first > last if none */
+	u64 cursor;			/* next chunk to look at */
+	bool flush;			/* must wait for durable pre-images */
+	u64 flush_seq;
+	struct list_head flush_node;	/* s->flush_waiters */
+};
+
+struct bdsnap_op {
+	struct bio *bio;
+	atomic_t pending;		/* analysis + own reads + flush waits */
+	unsigned int nr, cur;		/* targets; the one being analysed */
+	bool from_throttle;		/* resumed by the throttle: go first */
+	gfp_t gfp;
+	unsigned long parked_at;	/* jiffies, while throttled */
+	struct list_head park;		/* extent waiters or the throttle list */
+	struct work_struct work;	/* resumes the analysis */
+	struct bdsnap_extent *spare;	/* preallocated for the next claim */
+	struct bdsnap_oppart t[];
+};
+
+struct bdsnap_extent {
+	struct rb_node rb;		/* s->inflight while reading */
+	u64 first, last, subtree_last;	/* chunk indexes */
+	struct list_head node;		/* s->outstanding */
+	struct list_head qnode;		/* start list, then s->store_queue */
+	struct list_head waiters;	/* ops waiting for this read */
+	struct bdsnap_session *s;	/* holds s->users */
+	struct bdsnap_op *op;		/* while reading */
+	struct block_device *bdev;	/* the held bio's device */
+	sector_t sector;		/* read position on bdev */
+	u64 seq;
+	u32 bytes;			/* chunk multiple */
+	u32 valid;			/* bytes inside the device */
+	u32 nr_pages;
+	blk_status_t status;
+	struct work_struct work;
+	struct bio_vec *bvec;
+	struct bio bio;			/* last: the read */
+};
+
+/* registry.c */
+void bdsnap_dev_put(struct bdsnap_dev *dev);
+void bdsnap_dev_retire(struct bdsnap_dev *dev);	/* reg_mutex held */
+bool bdsnap_disk_filter(const struct gendisk *disk);
+void bdsnap_filter_add(dev_t disk);
+void bdsnap_filter_rebuild(void);		/* reg_mutex held */
+int bdsnap_store_conflict(const struct bdsnap_span *span,
+			  const struct bdsnap_file_id *file);
+int bdsnap_call_in_worker(int (*fn)(void *), void *arg);
+void bdsnap_sanitize_name(const char *path, char *out, size_t size);
+
+static inline dev_t bdsnap_disk_devt(const struct gendisk *disk)
+{
+	return MKDEV(disk->major, disk->first_minor);
+}
+
+/* loopdev.c */
+int bdsnap_loopdev_init(void);
+void bdsnap_loopdev_exit(void);
+int bdsnap_loop_backing(dev_t loop, struct bdsnap_file_id *id, u64 *diskseq);
+void bdsnap_loop_bind(dev_t loop, u64 diskseq, struct bdsnap_dev *dev);
+struct bdsnap_dev *bdsnap_loop_lookup(const struct gendisk *disk, bool count);
+void bdsnap_loop_forget(struct bdsnap_dev *dev);
+void bdsnap_loop_settle(void);
+void bdsnap_loop_scan(struct bdsnap_dev *dev);
+
+/* hook.c */
+int bdsnap_hooks_init(void);
+void bdsnap_hooks_exit(void);
+
+/* session.c */
+struct fs_context;
+struct bdsnap_session *bdsnap_mount_begin(struct fs_context *fc);
+void bdsnap_mount_end(struct bdsnap_session *s, int ret, struct fs_context *fc);
+struct bdsnap_session *bdsnap_umount_begin(struct super_block *sb, bool *last);
+void bdsnap_umount_end(struct bdsnap_session *s, bool last);
+void bdsnap_session_fail(struct bdsnap_session *s, int err, const char *what);
+void bdsnap_session_put(struct bdsnap_session *s);
+int bdsnap_meta_render(struct bdsnap_session *s, char *buf, size_t size);
+
+static inline void bdsnap_session_get(struct bdsnap_session *s)
+{
+	atomic_inc(&s->users);
+}
+
+/* cow.c */
+int bdsnap_cow_init(void);
+void bdsnap_cow_exit(void);
+bool bdsnap_cow_submit(struct bio *bio);
+void bdsnap_cow_session_init(struct bdsnap_session *s);
+void bdsnap_cow_fail(struct bdsnap_session *s);
+void bdsnap_store_work(struct work_struct *work);
+
+/* chunkmap.c */
+void bdsnap_chunkmap_init(struct bdsnap_chunkmap *m, u64 nr_chunks);
+void bdsnap_chunkmap_destroy(struct bdsnap_chunkmap *m);
+int bdsnap_chunkmap_prepare(struct bdsnap_chunkmap *m, u64 first, u64 last,
+			    gfp_t gfp);
+u64 bdsnap_chunkmap_next_clear(struct bdsnap_chunkmap *m, u64 from, u64 to);
+u64 bdsnap_chunkmap_clear_run(struct bdsnap_chunkmap *m, u64 from, u64 to);
+void bdsnap_chunkmap_set(struct bdsnap_chunkmap *m, u64 first, u64 n);
+
+/* store.c */
+int bdsnap_store_open(struct bdsnap_session *s, const char *name);
+int bdsnap_store_append(struct bdsnap_session *s, struct bdsnap_extent *e);
+int bdsnap_store_sync(struct bdsnap_session *s, bool map_too);
+int bdsnap_store_write_meta(struct bdsnap_session *s);
+void bdsnap_store_close(struct bdsnap_session *s, bool discard);
+u32 bdsnap_crc32c(const void *buf, size_t len);
+
+#endif /* _BDSNAP_CORE_H */

@@ -1,0 +1,513 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * bdsnap: a mount's copy-on-write session, from vfs_get_tree() to the last
+ * deactivate_locked_super().
+ *
+ * Opening. The mount wrapper resolves fc->source in the mounting task's
+ * context (lookup_bdev) and, for an activated device, creates and publishes
+ * the session before the real vfs_get_tree() runs, so every write of
+ * fill_super and journal replay is captured. A second mount of a device
+ * that already has a session (same super_block, or btrfs's nested mount)
+ * joins it. A failed mount closes its session; one that saved nothing is
+ * removed from the store, one that did save (a replayed journal, say) is
+ * kept, because the device did change.
+ *
+ * Closing. The unmount wrapper notes before the real call whether this is
+ * the super_block's last active reference, and after the call, when the
+ * filesystem has written and released everything, closes the session:
+ * unpublish, RCU grace period (no new users), wait for users == 0 (held
+ * writes, pre-image reads, store writes) and the store worker, finalise
+ * the store, free. The unmount path may sleep for that.
+ *
+ * dev->state serialises openers and closers of one device (reg_mutex): a
+ * mount that finds a session being opened or closed waits for the outcome.
+ */
+#define pr_fmt(fmt) "bdsnap: " fmt
+
+#include <linux/kernel.h>
+#include <linux/slab.h>
+#include <linux/fs.h>
+#include <linux/fs_context.h>
+#include <linux/blkdev.h>
+#include <linux/log2.h>
+#include <linux/major.h>
+#include <linux/timekeeping.h>
+#include <linux/err.h>
+#include <linux/string.h>
+
+#include "core.h"
+#include "compat.h"
+
+static DECLARE_WAIT_QUEUE_HEAD(bdsnap_drain_wq);
+
+/* The waitqueue is global: a session may be freed the moment users hits 0. */
+void bdsnap_session_put(struct bdsnap_session *s)
+{
+	if (atomic_dec_and_test(&s->users))
+		wake_up_all(&bdsnap_drain_wq);
+}
+
+void bdsnap_session_fail(struct bdsnap_session *s, int err, const char *what)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&s->lock, flags);
+	if (s->state != BDSNAP_SESSION_OPEN) {
+		spin_unlock_irqrestore(&s->lock, flags);
+		return;
+	}
+	s->state = BDSNAP_SESSION_FAILED;
+	s->error = err;
+	s->error_what = what;
+	spin_unlock_irqrestore(&s->lock, flags);
+
+	pr_err("%s: session %s failed: %pe (%s); copy-on-write stopped for it, origin I/O goes on\n",
+	       s->dev->name, s->id, ERR_PTR(err), what);
+	atomic64_inc(&bdsnap_total_failed);
+	bdsnap_cow_fail(s);
+	/* The store worker records the failure in meta.json. */
+	queue_work(bdsnap_store_wq, &s->store_work);
+}
+
+/* ---- meta.json ---- */
+
+struct bdsnap_json {
+	char *buf;
+	size_t size, len;
+};
+
+static void json_raw(struct bdsnap_json *j, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	if (j->len < j->size)
+		j->len += vsnprintf(j->buf + j->len, j->size - j->len, fmt, ap);
+	va_end(ap);
+}
+
+/* Length of the valid UTF-8 sequence at p, or 0. */
+static int utf8_seq(const unsigned char *p)
+{
+	int n, i;
+
+	if (p[0] < 0xc2 || p[0] > 0xf4)
+		return 0;
+	n = p[0] >= 0xf0 ? 4 : p[0] >= 0xe0 ? 3 : 2;
+	for (i = 1; i < n; i++)
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+	if ((p[0] == 0xe0 && p[1] < 0xa0) || (p[0] == 0xed && p[1] > 0x9f) ||
+	    (p[0] == 0xf0 && p[1] < 0x90) || (p[0] == 0xf4 && p[1] > 0x8f))
+		return 0;
+	return n;
+}
+
+/*
+ * A JSON string. Paths are bytes: valid UTF-8 passes through, any other
+ * byte >= 0x80 is written as \u00XX (its Latin-1 reading), so the output is
+ * always valid JSON.
+ */
+static void json_str(struct bdsnap_json *j, const char *str)
+{
+	const unsigned char *p = (const unsigned char *)str;
+
+	json_raw(j, "\"");
+	while (*p) {
+		int n;
+
+		if (*p == '"' || *p == '\\') {
+			json_raw(j, "\\%c", *p++);
+		} else if (*p < 0x20 || *p == 0x7f) {
+			json_raw(j, "\\u%04x", *p++);
+		} else if (*p < 0x80) {
+			json_raw(j, "%c", *p++);
+		} else if ((n = utf8_seq(p))) {
+			json_raw(j, "%.*s", n, p);
+			p += n;
+		} else {
+			json_raw(j, "\\u%04x", *p++);
+		}
+	}
+	json_raw(j, "\"");
+}
+
+/* meta.json exactly as docs/FORMAT.md lists it. Returns its length. */
+int bdsnap_meta_render(struct bdsnap_session *s, char *buf, size_t size)
+{
+	struct bdsnap_json j = { .buf = buf, .size = size };
+	char err[96] = "";
+	const char *state;
+	unsigned long flags;
+	u32 st;
+	int e;
+
+	spin_lock_irqsave(&s->lock, flags);
+	st = s->state;
+	e = s->error;
+	if (st == BDSNAP_SESSION_FAILED)
+		snprintf(err, sizeof(err), "%pe: %s", ERR_PTR(e), s->error_what);
+	spin_unlock_irqrestore(&s->lock, flags);
+	if (st == BDSNAP_SESSION_FAILED)
+		state = "failed";
+	else if (s->end_time_ns)
+		state = "closed";
+	else
+		state = "open";
+
+	json_raw(&j, "{\"format\":1,\"id\":");
+	json_str(&j, s->id);
+	json_raw(&j, ",\"device\":");
+	json_str(&j, s->dev->name);
+	json_raw(&j, ",\"kind\":\"%s\",\"dev\":\"%u:%u\"",
+		 s->kind == BDSNAP_KIND_FILE ? "file" : "block",
+		 MAJOR(s->devt), MINOR(s->devt));
+	json_raw(&j, ",\"size\":%llu,\"logical_block_size\":%u,\"chunk_size\":%u",
+		 s->size, s->lbs, s->chunk_size);
+	json_raw(&j, ",\"fs_type\":");
+	json_str(&j, s->fs_type);
+	json_raw(&j, ",\"seq\":%llu,\"mount_time_ns\":%llu,\"end_time_ns\":%llu",
+		 s->seq, s->mount_time_ns, s->end_time_ns);
+	json_raw(&j, ",\"state\":\"%s\",\"error\":", state);
+	json_str(&j, err);
+	json_raw(&j, ",\"records\":%u,\"bytes\":%llu,\"unmounted_writes_before\":%llu}",
+		 READ_ONCE(s->store.records), READ_ONCE(s->store.map_bytes),
+		 s->unmounted_before);
+	return j.len < j.size ? (int)j.len : -ENOSPC;
+}
+
+/* ---- open ---- */
+
+static int bdsnap_store_open_fn(void *arg)
+{
+	struct bdsnap_session *s = arg;
+	char name[160];
+
+	bdsnap_sanitize_name(s->dev->name, name, sizeof(name));
+	return bdsnap_store_open(s, name);
+}
+
+/* Everything that needs no lock and may sleep; NULL: mount unprotected. */
+static struct bdsnap_session *bdsnap_session_create(struct bdsnap_dev *dev,
+						    dev_t devt,
+						    struct fs_context *fc)
+{
+	struct bdsnap_session *s;
+	struct bdsnap_bdev b;
+	int ret;
+
+	s = kzalloc(sizeof(*s), GFP_KERNEL);
+	if (!s)
+		return NULL;
+	ret = bdsnap_bdev_open_ro(devt, &b);
+	if (ret) {
+		pr_err("%s: cannot open %u:%u to start a session: %pe\n",
+		       dev->name, MAJOR(devt), MINOR(devt), ERR_PTR(ret));
+		kfree(s);
+		return NULL;
+	}
+	s->span.disk = bdsnap_disk_devt(b.bdev->bd_disk);
+	s->span.start = b.bdev->bd_start_sect;
+	s->span.nr = bdev_nr_sectors(b.bdev);
+	s->size = bdev_nr_bytes(b.bdev);
+	s->lbs = bdev_logical_block_size(b.bdev);
+	bdsnap_bdev_close(&b);
+
+	if (!s->size) {
+		kfree(s);
+		return NULL;
+	}
+	s->devt = devt;
+	s->kind = dev->kind;
+	s->chunk_size = max(BDSNAP_CHUNK_MIN, s->lbs);
+	s->chunk_shift = ilog2(s->chunk_size);
+	s->nr_chunks = DIV_ROUND_UP(s->size, s->chunk_size);
+	s->mount_time_ns = ktime_get_real_ns();
+	strscpy(s->fs_type, fc->fs_type->name, sizeof(s->fs_type));
+	s->dev = dev;
+	s->state = BDSNAP_SESSION_OPEN;
+	spin_lock_init(&s->lock);
+	init_waitqueue_head(&s->drain_wq);
+	bdsnap_chunkmap_init(&s->map, s->nr_chunks);
+	bdsnap_cow_session_init(s);
+	atomic_set(&s->users, 1);	/* published; dropped by close */
+
+	/* The store must not have moved onto the device since activation. */
+	ret = bdsnap_store_conflict(&s->span,
+				    dev->kind == BDSNAP_KIND_FILE ? &dev->file : NULL);
+	if (ret == -EXDEV) {
+		pr_err("%s: no session: the store root %s lies on the device\n",
+		       dev->name, bdsnap_store_root);
+		goto err;
+	}
+
+	ret = bdsnap_call_in_worker(bdsnap_store_open_fn, s);
+	if (ret) {
+		pr_err("%s: no session: cannot create its store under %s: %pe; this mount is not protected\n",
+		       dev->name, bdsnap_store_root, ERR_PTR(ret));
+		atomic64_inc(&bdsnap_total_failed);
+		goto err;
+	}
+	return s;
+err:
+	bdsnap_chunkmap_destroy(&s->map);
+	kfree(s);
+	return NULL;
+}
+
+struct bdsnap_loop_query {
+	dev_t devt;
+	struct bdsnap_file_id id;
+	u64 seq;
+};
+
+static int bdsnap_loop_query_fn(void *arg)
+{
+	struct bdsnap_loop_query *q = arg;
+
+	return bdsnap_loop_backing(q->devt, &q->id, &q->seq);
+}
+
+/* The activated device a mount of devt belongs to, with a reference. */
+static struct bdsnap_dev *bdsnap_dev_for_mount(dev_t devt)
+{
+	struct bdsnap_loop_query q = { .devt = devt };
+	struct bdsnap_dev *dev, *found = NULL;
+
+	mutex_lock(&bdsnap_reg_mutex);
+	list_for_each_entry(dev, &bdsnap_devs, node) {
+		if (dev->kind == BDSNAP_KIND_BLOCK && dev->devt == devt) {
+			found = dev;
+			refcount_inc(&dev->ref);
+			break;
+		}
+	}
+	mutex_unlock(&bdsnap_reg_mutex);
+	if (found || MAJOR(devt) != LOOP_MAJOR ||
+	    !atomic_read(&bdsnap_nr_file_devs))
+		return found;
+
+	/* Writes counted before this mount land on their device first. */
+	bdsnap_loop_settle();
+	if (bdsnap_call_in_worker(bdsnap_loop_query_fn, &q))
+		return NULL;
+
+	mutex_lock(&bdsnap_reg_mutex);
+	list_for_each_entry(dev, &bdsnap_devs, node) {
+		if (dev->kind == BDSNAP_KIND_FILE && dev->file.sdev == q.id.sdev &&
+		    dev->file.ino == q.id.ino) {
+			found = dev;
+			refcount_inc(&dev->ref);
+			WRITE_ONCE(dev->bound, devt);
+			break;
+		}
+	}
+	bdsnap_loop_bind(devt, q.seq, found);
+	mutex_unlock(&bdsnap_reg_mutex);
+	return found;
+}
+
+struct bdsnap_session *bdsnap_mount_begin(struct fs_context *fc)
+{
+	struct bdsnap_session *s = NULL;
+	struct bdsnap_dev *dev;
+	dev_t devt;
+
+	if (!fc->source || !fc->fs_type ||
+	    !(fc->fs_type->fs_flags & FS_REQUIRES_DEV))
+		return NULL;
+	if (lookup_bdev(fc->source, &devt))
+		return NULL;
+	dev = bdsnap_dev_for_mount(devt);
+	if (!dev)
+		return NULL;
+
+	mutex_lock(&bdsnap_reg_mutex);
+	for (;;) {
+		if (!dev->listed || dev->deactivating)
+			goto out_unlock;
+		if (dev->state == BDSNAP_DEV_OPEN) {
+			/* Same device mounted again, or a nested mount. */
+			s = rcu_dereference_protected(dev->session,
+					lockdep_is_held(&bdsnap_reg_mutex));
+			s->getters++;
+			goto out_unlock;
+		}
+		if (dev->state == BDSNAP_DEV_IDLE)
+			break;
+		mutex_unlock(&bdsnap_reg_mutex);
+		wait_event(bdsnap_reg_wq,
+			   READ_ONCE(dev->state) == BDSNAP_DEV_IDLE ||
+			   READ_ONCE(dev->state) == BDSNAP_DEV_OPEN);
+		mutex_lock(&bdsnap_reg_mutex);
+	}
+	dev->state = BDSNAP_DEV_OPENING;
+	mutex_unlock(&bdsnap_reg_mutex);
+
+	s = bdsnap_session_create(dev, devt, fc);
+
+	mutex_lock(&bdsnap_reg_mutex);
+	if (s) {
+		refcount_inc(&dev->ref);
+		s->seq = ++dev->nr_sessions;
+		s->getters = 1;
+		/* Writes from here on are the session's, not "unmounted". */
+		rcu_assign_pointer(dev->session, s);
+		s->unmounted_before = atomic64_xchg(&dev->unmounted_writes, 0);
+		bdsnap_filter_add(s->span.disk);
+		atomic_inc(&bdsnap_nr_sessions);
+		dev->state = BDSNAP_DEV_OPEN;
+	} else {
+		dev->state = BDSNAP_DEV_IDLE;
+	}
+	wake_up_all(&bdsnap_reg_wq);
+	mutex_unlock(&bdsnap_reg_mutex);
+
+	if (s) {
+		int ret = bdsnap_store_write_meta(s);
+
+		if (ret)
+			bdsnap_session_fail(s, ret, "writing meta.json");
+		pr_info("%s: session %s opened (%s on %u:%u, chunk %u)\n",
+			dev->name, s->id, s->fs_type, MAJOR(devt), MINOR(devt),
+			s->chunk_size);
+	}
+	bdsnap_dev_put(dev);
+	return s;
+
+out_unlock:
+	mutex_unlock(&bdsnap_reg_mutex);
+	bdsnap_dev_put(dev);
+	return s;
+}
+
+struct bdsnap_close_args {
+	struct bdsnap_session *s;
+	bool discard;
+};
+
+static int bdsnap_store_close_fn(void *arg)
+{
+	struct bdsnap_close_args *a = arg;
+
+	bdsnap_store_close(a->s, a->discard);
+	return 0;
+}
+
+static void bdsnap_session_close(struct bdsnap_session *s, bool failed_mount)
+{
+	struct bdsnap_dev *dev = s->dev;
+	struct bdsnap_close_args a = { .s = s };
+	bool failed;
+
+	mutex_lock(&bdsnap_reg_mutex);
+	rcu_assign_pointer(dev->session, NULL);
+	atomic_dec(&bdsnap_nr_sessions);
+	mutex_unlock(&bdsnap_reg_mutex);
+	/* No bio hook or list reader can find it any more. */
+	synchronize_rcu();
+
+	bdsnap_session_put(s);
+	wait_event(bdsnap_drain_wq, atomic_read(&s->users) == 0);
+	flush_work(&s->store_work);
+
+	s->end_time_ns = ktime_get_real_ns();
+	a.discard = failed_mount;
+	bdsnap_call_in_worker(bdsnap_store_close_fn, &a);
+
+	failed = s->state != BDSNAP_SESSION_OPEN;
+	if (failed_mount && !s->store.records)
+		pr_info("%s: mount failed; empty session %s removed\n",
+			dev->name, s->id);
+	else
+		pr_info("%s: session %s %s: %u records, %llu bytes%s\n",
+			dev->name, s->id, failed ? "ended failed" : "closed",
+			s->store.records, s->store.map_bytes,
+			failed_mount ? " (the mount failed)" : "");
+
+	mutex_lock(&bdsnap_reg_mutex);
+	dev->state = BDSNAP_DEV_IDLE;
+	if (dev->deactivating)
+		bdsnap_dev_retire(dev);
+	else
+		bdsnap_filter_rebuild();
+	wake_up_all(&bdsnap_reg_wq);
+	mutex_unlock(&bdsnap_reg_mutex);
+
+	bdsnap_chunkmap_destroy(&s->map);
+	kfree(s);
+	bdsnap_dev_put(dev);
+}
+
+void bdsnap_mount_end(struct bdsnap_session *s, int ret, struct fs_context *fc)
+{
+	bool close;
+
+	mutex_lock(&bdsnap_reg_mutex);
+	s->getters--;
+	if (!ret && !s->sb)
+		WRITE_ONCE(s->sb, fc->root->d_sb);
+	close = !s->getters && !s->sb;
+	if (close)
+		s->dev->state = BDSNAP_DEV_CLOSING;
+	mutex_unlock(&bdsnap_reg_mutex);
+	if (close)
+		bdsnap_session_close(s, true);
+}
+
+struct bdsnap_session *bdsnap_umount_begin(struct super_block *sb, bool *last)
+{
+	struct bdsnap_session *s = NULL, *c;
+	struct bdsnap_dev *dev;
+
+	*last = false;
+	rcu_read_lock();
+	list_for_each_entry_rcu(dev, &bdsnap_devs, node) {
+		c = rcu_dereference(dev->session);
+		if (c && READ_ONCE(c->sb) == sb) {
+			bdsnap_session_get(c);
+			s = c;
+			break;
+		}
+	}
+	rcu_read_unlock();
+	if (!s)
+		return NULL;
+
+	/* Our caller holds s_umount, so s_active cannot be raised meanwhile. */
+	if (atomic_read(&sb->s_active) == 1) {
+		mutex_lock(&bdsnap_reg_mutex);
+		if (s->sb == sb && s->dev->state == BDSNAP_DEV_OPEN) {
+			s->dev->state = BDSNAP_DEV_CLOSING;
+			*last = true;
+		}
+		mutex_unlock(&bdsnap_reg_mutex);
+	}
+	return s;
+}
+
+void bdsnap_umount_end(struct bdsnap_session *s, bool last)
+{
+	bool close = false;
+
+	if (last) {
+		mutex_lock(&bdsnap_reg_mutex);
+		if (s->getters) {
+			/*
+			 * A mount that started before our unmount is still in
+			 * vfs_get_tree() (it will get a new super_block once
+			 * ours is gone). It keeps the session going and keys
+			 * it to its own super_block.
+			 */
+			WRITE_ONCE(s->sb, NULL);
+			s->dev->state = BDSNAP_DEV_OPEN;
+			wake_up_all(&bdsnap_reg_wq);
+		} else {
+			close = true;
+		}
+		mutex_unlock(&bdsnap_reg_mutex);
+	}
+	bdsnap_session_put(s);
+	if (close)
+		bdsnap_session_close(s, false);
+}

@@ -1,0 +1,386 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * bdsnap: the session store, exactly as docs/FORMAT.md describes it:
+ *
+ *   <store_root>/<name>_<UTC timestamp>[-N]/   0700, root
+ *       blocks.dat   pre-images, appended densely                 0600
+ *       blocks.map   64-byte header, then 32-byte records          0600
+ *       meta.json    the session, rewritten at close or failure    0600
+ *
+ * Ordering, so that a crash leaves a store usable up to its last complete
+ * record: a record is written to blocks.map only after its data is in
+ * blocks.dat and blocks.dat has been fdatasynced; a flush on the origin is
+ * released only after blocks.map is fdatasynced too.
+ *
+ * meta.json is rewritten in place, padded with spaces to a constant size,
+ * so that recording a failure needs no new blocks even on a full store.
+ *
+ * Files are created from a kworker (kernel credentials, init's namespace);
+ * appends and syncs run in the session's store worker, never concurrently.
+ */
+#define pr_fmt(fmt) "bdsnap: " fmt
+
+#include <linux/kernel.h>
+#include <linux/slab.h>
+#include <linux/fs.h>
+#include <linux/file.h>
+#include <linux/namei.h>
+#include <linux/mount.h>
+#include <linux/highmem.h>
+#include <linux/time64.h>
+#include <linux/math64.h>
+#include <linux/string.h>
+
+#include "core.h"
+#include "compat.h"
+
+#define BDSNAP_META_SIZE	4096
+#define BDSNAP_META_MAX		16384
+#define BDSNAP_MAX_PENDING	256
+
+static_assert(sizeof(struct bdsnap_map_header) == 64);
+static_assert(sizeof(struct bdsnap_map_record) == 32);
+
+/* Standard CRC-32C (docs/FORMAT.md): initial ~0, final inversion. */
+u32 bdsnap_crc32c(const void *buf, size_t len)
+{
+	return ~bdsnap_crc32c_update(~0U, buf, len);
+}
+
+static int bdsnap_write_all(struct file *f, const void *buf, size_t len,
+			    loff_t *pos)
+{
+	while (len) {
+		ssize_t n = kernel_write(f, buf, len, pos);
+
+		if (n < 0)
+			return n;
+		if (!n)
+			return -EIO;
+		buf += n;
+		len -= n;
+	}
+	return 0;
+}
+
+static int bdsnap_mkdir(const char *path, umode_t mode)
+{
+	struct path parent;
+	struct dentry *d;
+	int ret;
+
+	d = kern_path_create(AT_FDCWD, path, &parent, LOOKUP_DIRECTORY);
+	if (IS_ERR(d))
+		return PTR_ERR(d);
+	ret = vfs_mkdir(bdsnap_mnt_idmap(parent.mnt), d_inode(parent.dentry),
+			d, mode);
+	done_path_create(&parent, d);
+	return ret;
+}
+
+/* Remove dir/name (a file, or an empty directory). */
+static int bdsnap_remove(const char *dir, const char *name, bool is_dir)
+{
+	struct path parent;
+	struct dentry *d;
+	struct inode *di;
+	int ret;
+
+	ret = kern_path(dir, LOOKUP_FOLLOW | LOOKUP_DIRECTORY, &parent);
+	if (ret)
+		return ret;
+	ret = mnt_want_write(parent.mnt);
+	if (ret)
+		goto out;
+	di = d_inode(parent.dentry);
+	inode_lock_nested(di, I_MUTEX_PARENT);
+	d = lookup_one_len(name, parent.dentry, strlen(name));
+	if (IS_ERR(d)) {
+		ret = PTR_ERR(d);
+	} else {
+		if (d_really_is_negative(d))
+			ret = -ENOENT;
+		else if (is_dir)
+			ret = vfs_rmdir(bdsnap_mnt_idmap(parent.mnt), di, d);
+		else
+			ret = vfs_unlink(bdsnap_mnt_idmap(parent.mnt), di, d, NULL);
+		dput(d);
+	}
+	inode_unlock(di);
+	mnt_drop_write(parent.mnt);
+out:
+	path_put(&parent);
+	return ret;
+}
+
+static void bdsnap_fsync_dir(const char *path)
+{
+	struct file *f = filp_open(path, O_RDONLY | O_DIRECTORY, 0);
+
+	if (!IS_ERR(f)) {
+		vfs_fsync(f, 0);
+		fput(f);
+	}
+}
+
+static struct file *bdsnap_create(const char *dir, const char *name)
+{
+	struct file *f;
+	char *path;
+
+	path = kasprintf(GFP_KERNEL, "%s/%s", dir, name);
+	if (!path)
+		return ERR_PTR(-ENOMEM);
+	f = filp_open(path, O_WRONLY | O_CREAT | O_EXCL | O_LARGEFILE, 0600);
+	kfree(path);
+	return f;
+}
+
+static void bdsnap_store_release(struct bdsnap_store *st, bool remove)
+{
+	static const char * const files[] = { "blocks.dat", "blocks.map", "meta.json" };
+	struct file **fp[] = { &st->dat, &st->map, &st->meta };
+	unsigned int i;
+
+	for (i = 0; i < ARRAY_SIZE(fp); i++) {
+		if (!IS_ERR_OR_NULL(*fp[i])) {
+			fput(*fp[i]);
+			if (remove)
+				bdsnap_remove(st->dir, files[i], false);
+		}
+		*fp[i] = NULL;
+	}
+	if (remove && st->dir) {
+		bdsnap_remove(bdsnap_store_root, kbasename(st->dir), true);
+		bdsnap_fsync_dir(bdsnap_store_root);
+	}
+	kfree(st->dir);
+	st->dir = NULL;
+	kfree(st->pending);
+	st->pending = NULL;
+}
+
+/* Create the session directory and files. From a kworker. */
+int bdsnap_store_open(struct bdsnap_session *s, const char *name)
+{
+	struct bdsnap_store *st = &s->store;
+	struct bdsnap_map_header hdr;
+	const char *root = bdsnap_store_root;
+	struct tm tm;
+	char ts[32];
+	loff_t pos;
+	u32 ns;
+	int ret, i;
+
+	time64_to_tm(div_u64_rem(s->mount_time_ns, NSEC_PER_SEC, &ns), 0, &tm);
+	snprintf(ts, sizeof(ts), "%04ld%02d%02dT%02d%02d%02d.%06uZ",
+		 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+		 tm.tm_min, tm.tm_sec, ns / 1000);
+
+	ret = bdsnap_mkdir(root, 0700);
+	if (ret && ret != -EEXIST)
+		return ret;
+
+	for (i = 0; i < 1000; i++) {
+		if (i)
+			snprintf(s->id, sizeof(s->id), "%s_%s-%d", name, ts, i);
+		else
+			snprintf(s->id, sizeof(s->id), "%s_%s", name, ts);
+		st->dir = kasprintf(GFP_KERNEL, "%s/%s", root, s->id);
+		if (!st->dir)
+			return -ENOMEM;
+		ret = bdsnap_mkdir(st->dir, 0700);
+		if (ret != -EEXIST)
+			break;
+		kfree(st->dir);
+		st->dir = NULL;
+	}
+	if (ret) {
+		kfree(st->dir);
+		st->dir = NULL;
+		return ret;
+	}
+
+	st->pending = kcalloc(BDSNAP_MAX_PENDING, sizeof(*st->pending), GFP_KERNEL);
+	st->max_pending = BDSNAP_MAX_PENDING;
+	ret = -ENOMEM;
+	if (!st->pending)
+		goto err;
+	st->dat = bdsnap_create(st->dir, "blocks.dat");
+	st->map = bdsnap_create(st->dir, "blocks.map");
+	st->meta = bdsnap_create(st->dir, "meta.json");
+	ret = IS_ERR(st->dat) ? PTR_ERR(st->dat) :
+	      IS_ERR(st->map) ? PTR_ERR(st->map) :
+	      IS_ERR(st->meta) ? PTR_ERR(st->meta) : 0;
+	if (ret)
+		goto err;
+
+	memset(&hdr, 0, sizeof(hdr));
+	memcpy(hdr.magic, BDSNAP_MAP_MAGIC, sizeof(hdr.magic));
+	hdr.version = cpu_to_le32(BDSNAP_MAP_VERSION);
+	hdr.header_size = cpu_to_le32(sizeof(struct bdsnap_map_header));
+	hdr.record_size = cpu_to_le32(sizeof(struct bdsnap_map_record));
+	hdr.chunk_size = cpu_to_le32(s->chunk_size);
+	hdr.device_size = cpu_to_le64(s->size);
+	hdr.logical_block_size = cpu_to_le32(s->lbs);
+	hdr.header_crc = cpu_to_le32(bdsnap_crc32c(&hdr,
+				offsetof(struct bdsnap_map_header, header_crc)));
+	pos = 0;
+	ret = bdsnap_write_all(st->map, &hdr, sizeof(hdr), &pos);
+	if (ret)
+		goto err;
+	st->map_off = pos;
+	ret = vfs_fsync(st->map, 0);
+	if (ret)
+		goto err;
+	st->meta_size = BDSNAP_META_SIZE;
+	bdsnap_fsync_dir(st->dir);
+	bdsnap_fsync_dir(root);
+	return 0;
+err:
+	bdsnap_store_release(st, true);
+	return ret;
+}
+
+/* Append one extent's data; its record waits in memory for the next sync. */
+int bdsnap_store_append(struct bdsnap_session *s, struct bdsnap_extent *e)
+{
+	struct bdsnap_store *st = &s->store;
+	struct bdsnap_map_record *rec;
+	loff_t pos = st->dat_off;
+	u32 crc = ~0U, off = 0, i;
+	int ret;
+
+	if (WARN_ON_ONCE(st->nr_pending >= st->max_pending))
+		return -EINVAL;
+	for (i = 0; i < e->nr_pages && off < e->bytes; i++) {
+		u32 len = min_t(u32, PAGE_SIZE, e->bytes - off);
+		void *p = kmap_local_page(e->bvec[i].bv_page);
+
+		crc = bdsnap_crc32c_update(crc, p, len);
+		ret = bdsnap_write_all(st->dat, p, len, &pos);
+		kunmap_local(p);
+		if (ret)
+			return ret;
+		off += len;
+	}
+
+	rec = &st->pending[st->nr_pending];
+	rec->dev_offset = cpu_to_le64(e->first << s->chunk_shift);
+	rec->dat_offset = cpu_to_le64(st->dat_off);
+	rec->length = cpu_to_le32(e->bytes);
+	rec->data_crc = cpu_to_le32(~crc);
+	rec->seq = cpu_to_le32(st->records + st->nr_pending);
+	rec->record_crc = cpu_to_le32(bdsnap_crc32c(rec,
+				offsetof(struct bdsnap_map_record, record_crc)));
+	st->nr_pending++;
+	st->dat_off = pos;
+	st->dat_dirty = true;
+	return 0;
+}
+
+/*
+ * blocks.dat durable, then the waiting records into blocks.map, then (if
+ * map_too) blocks.map durable.
+ */
+int bdsnap_store_sync(struct bdsnap_session *s, bool map_too)
+{
+	struct bdsnap_store *st = &s->store;
+	int ret;
+
+	if (st->dat_dirty) {
+		ret = vfs_fsync(st->dat, 1);
+		if (ret)
+			return ret;
+		st->dat_dirty = false;
+	}
+	if (st->nr_pending) {
+		loff_t pos = st->map_off;
+		u64 bytes = 0;
+		u32 i;
+
+		ret = bdsnap_write_all(st->map, st->pending,
+				       st->nr_pending * sizeof(*st->pending), &pos);
+		if (ret)
+			return ret;
+		for (i = 0; i < st->nr_pending; i++)
+			bytes += le32_to_cpu(st->pending[i].length);
+		st->map_off = pos;
+		WRITE_ONCE(st->map_bytes, st->map_bytes + bytes);
+		WRITE_ONCE(st->records, st->records + st->nr_pending);
+		st->nr_pending = 0;
+		st->map_dirty = true;
+	}
+	if (map_too && st->map_dirty) {
+		ret = vfs_fsync(st->map, 1);
+		if (ret)
+			return ret;
+		st->map_dirty = false;
+	}
+	return 0;
+}
+
+int bdsnap_store_write_meta(struct bdsnap_session *s)
+{
+	struct bdsnap_store *st = &s->store;
+	size_t size;
+	loff_t pos = 0;
+	char *buf;
+	int len, ret;
+
+	buf = kmalloc(BDSNAP_META_MAX, GFP_KERNEL);
+	if (!buf)
+		return -ENOMEM;
+	len = bdsnap_meta_render(s, buf, BDSNAP_META_MAX);
+	if (len < 0) {
+		kfree(buf);
+		return len;
+	}
+	/* Same size every time: the rewrite then needs no new blocks. */
+	size = len + 1 <= st->meta_size ? st->meta_size : round_up(len + 1, 4096);
+	if (size > BDSNAP_META_MAX) {
+		kfree(buf);
+		return -E2BIG;
+	}
+	memset(buf + len, ' ', size - len - 1);
+	buf[size - 1] = '\n';
+	ret = bdsnap_write_all(st->meta, buf, size, &pos);
+	if (!ret) {
+		st->meta_size = size;
+		ret = vfs_fsync(st->meta, 1);
+	}
+	kfree(buf);
+	return ret;
+}
+
+/* Last words of a session: everything durable, meta.json final. */
+void bdsnap_store_close(struct bdsnap_session *s, bool discard)
+{
+	struct bdsnap_store *st = &s->store;
+	unsigned long flags;
+	int ret;
+
+	if (READ_ONCE(s->state) == BDSNAP_SESSION_OPEN) {
+		ret = bdsnap_store_sync(s, true);
+		if (ret) {
+			/* Nobody holds the session any more: fail it here. */
+			spin_lock_irqsave(&s->lock, flags);
+			s->state = BDSNAP_SESSION_FAILED;
+			s->error = ret;
+			s->error_what = "syncing the store at unmount";
+			spin_unlock_irqrestore(&s->lock, flags);
+			pr_err("%s: session %s failed: %pe (syncing the store at unmount)\n",
+			       s->dev->name, s->id, ERR_PTR(ret));
+			atomic64_inc(&bdsnap_total_failed);
+		}
+	}
+	if (discard && !st->records) {
+		bdsnap_store_release(st, true);
+		return;
+	}
+	ret = bdsnap_store_write_meta(s);
+	if (ret)
+		pr_err("%s: session %s: cannot write meta.json: %pe\n",
+		       s->dev->name, s->id, ERR_PTR(ret));
+	bdsnap_store_release(st, false);
+}

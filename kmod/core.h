@@ -247,6 +247,7 @@ struct bdsnap_session *bdsnap_mount_begin(struct fs_context *fc);
 void bdsnap_mount_end(struct bdsnap_session *s, int ret, struct fs_context *fc);
 struct bdsnap_session *bdsnap_umount_begin(struct super_block *sb, bool *last);
 void bdsnap_umount_end(struct bdsnap_session *s, bool last);
+bool __bdsnap_session_fail(struct bdsnap_session *s, int err, const char *what);
 void bdsnap_session_fail(struct bdsnap_session *s, int err, const char *what);
 void bdsnap_session_put(struct bdsnap_session *s);
 int bdsnap_meta_render(struct bdsnap_session *s, char *buf, size_t size);

@@ -550,6 +550,56 @@ static bool bdsnap_overlaps(const struct bdsnap_span *span, dev_t disk,
 	       span->start < abs + nr;
 }
 
+/* Does this bio concern session s: data in its range, or a flush of its disk? */
+static bool bdsnap_wants(const struct bdsnap_session *s, dev_t disk,
+			 sector_t abs, sector_t nr, bool flush, u64 *first,
+			 u64 *last, bool *data)
+{
+	if (s->span.disk != disk)
+		return false;
+	/* A flush empties the whole disk's cache. */
+	*data = nr && bdsnap_range(s, abs, nr, first, last);
+	return *data || flush;
+}
+
+/*
+ * More sessions on this disk than one op can serve: fail the ones left
+ * out, so that nothing is missed silently. Absurd configurations only.
+ */
+static void bdsnap_fail_overflow(const struct bdsnap_oppart *t, unsigned int n,
+				 dev_t disk, sector_t abs, sector_t nr, bool flush)
+{
+	for (;;) {
+		struct bdsnap_session *victim = NULL;
+		struct bdsnap_dev *dev;
+		unsigned int i;
+
+		rcu_read_lock();
+		list_for_each_entry_rcu(dev, &bdsnap_devs, node) {
+			struct bdsnap_session *s = rcu_dereference(dev->session);
+			u64 first, last;
+			bool data;
+
+			if (!s || READ_ONCE(s->state) != BDSNAP_SESSION_OPEN ||
+			    !bdsnap_wants(s, disk, abs, nr, flush, &first, &last, &data))
+				continue;
+			for (i = 0; i < n && t[i].s != s; i++)
+				;
+			if (i == n) {
+				bdsnap_session_get(s);
+				victim = s;
+				break;
+			}
+		}
+		rcu_read_unlock();
+		if (!victim)
+			return;
+		bdsnap_session_fail(victim, -E2BIG,
+				    "a write covers too many activated devices");
+		bdsnap_session_put(victim);
+	}
+}
+
 /*
  * Take the bio if a session needs it; false: the caller submits it as is.
  * Unmounted writes to activated devices are counted on the way.
@@ -561,7 +611,7 @@ bool bdsnap_cow_submit(struct bio *bio)
 	dev_t ddev = bdsnap_disk_devt(disk);
 	bool flush = bio->bi_opf & (REQ_PREFLUSH | REQ_FUA);
 	u32 len = bio->bi_iter.bi_size;
-	bool need_mem = false;
+	bool need_mem = false, overflow = false;
 	struct bdsnap_dev *dev;
 	struct bdsnap_op *op;
 	unsigned int n = 0, i;
@@ -591,13 +641,10 @@ bool bdsnap_cow_submit(struct bio *bio)
 		bool data;
 
 		if (s && s->span.disk == ddev) {
-			data = len && bdsnap_range(s, abs, nr, &first, &last);
-			/* A flush empties the whole disk's cache. */
-			if (!data && !flush)
+			if (!bdsnap_wants(s, ddev, abs, nr, flush, &first, &last, &data))
 				continue;
 			if (n == BDSNAP_MAX_TARGETS) {
-				bdsnap_session_fail(s, -E2BIG,
-						    "a write covers too many activated devices");
+				overflow = true;	/* failed below, not under RCU */
 				continue;
 			}
 			bdsnap_session_get(s);
@@ -624,6 +671,8 @@ bool bdsnap_cow_submit(struct bio *bio)
 		}
 	}
 	rcu_read_unlock();
+	if (unlikely(overflow))
+		bdsnap_fail_overflow(t, n, ddev, abs, nr, flush);
 	if (!n)
 		return false;
 
@@ -705,6 +754,9 @@ static void bdsnap_release_flushes(struct bdsnap_session *s, u64 upto, bool all)
  * Drain captured pre-images into blocks.dat, their records into
  * blocks.map, and make them durable when a flush waits. One instance per
  * session at a time (a work item does not run concurrently with itself).
+ * It holds no users reference (close flushes it after users drop to zero),
+ * so it must not queue itself again: it fails the session with
+ * __bdsnap_session_fail() and writes meta.json itself.
  */
 void bdsnap_store_work(struct work_struct *work)
 {
@@ -732,7 +784,7 @@ void bdsnap_store_work(struct work_struct *work)
 				if (s->store.nr_pending == s->store.max_pending) {
 					ret = bdsnap_store_sync(s, false);
 					if (ret) {
-						bdsnap_session_fail(s, ret, "writing blocks.map");
+						__bdsnap_session_fail(s, ret, "writing blocks.map");
 						failed = true;
 					}
 				}
@@ -740,7 +792,7 @@ void bdsnap_store_work(struct work_struct *work)
 			if (!failed) {
 				ret = bdsnap_store_append(s, e);
 				if (ret) {
-					bdsnap_session_fail(s, ret, "writing blocks.dat");
+					__bdsnap_session_fail(s, ret, "writing blocks.dat");
 					failed = true;
 				} else {
 					u64 chunks = e->bytes >> s->chunk_shift;
@@ -773,7 +825,7 @@ void bdsnap_store_work(struct work_struct *work)
 			/* Data, then map, then both fsynced (FORMAT.md rule 4). */
 			ret = bdsnap_store_sync(s, true);
 			if (ret) {
-				bdsnap_session_fail(s, ret, "syncing the store");
+				__bdsnap_session_fail(s, ret, "syncing the store");
 				failed = true;
 			} else {
 				spin_lock_irqsave(&s->lock, flags);

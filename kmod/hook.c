@@ -161,7 +161,7 @@ static void bdsnap_hook_remove(struct bdsnap_hook *h)
 	ret = unregister_ftrace_function(&h->ops);
 	if (ret)
 		pr_err("cannot unregister the %s hook: %d\n", h->name, ret);
-	ftrace_set_filter_ip(&h->ops, h->addr, 1, 0);
+	ftrace_free_filter(&h->ops);
 	h->registered = false;
 }
 
@@ -181,6 +181,7 @@ static int bdsnap_hook_install(struct bdsnap_hook *h)
 	ret = ftrace_set_filter_ip(&h->ops, h->addr, 0, 0);
 	if (ret) {
 		pr_err("cannot hook %s: ftrace_set_filter_ip: %d\n", h->name, ret);
+		ftrace_free_filter(&h->ops);
 		return ret;
 	}
 	ret = register_ftrace_function(&h->ops);
@@ -188,7 +189,7 @@ static int bdsnap_hook_install(struct bdsnap_hook *h)
 		pr_err("cannot hook %s: register_ftrace_function: %d%s\n",
 		       h->name, ret,
 		       ret == -EBUSY ? " (another IPMODIFY user, e.g. a livepatch?)" : "");
-		ftrace_set_filter_ip(&h->ops, h->addr, 1, 0);
+		ftrace_free_filter(&h->ops);
 		return ret;
 	}
 	h->registered = true;

@@ -450,7 +450,8 @@ int bdsnap_registry_deactivate(const char *path)
 		dev = bdsnap_dev_find(0, 0, NULL, path);
 	if (!dev || dev->deactivating) {
 		mutex_unlock(&bdsnap_reg_mutex);
-		return ret && ret != -ENOENT ? ret : -EALREADY;
+		/* A path that does not resolve is ENOENT; a known one, inactive. */
+		return !dev && ret ? ret : -EALREADY;
 	}
 	if (dev->state != BDSNAP_DEV_IDLE) {
 		dev->deactivating = true;

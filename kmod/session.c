@@ -47,14 +47,18 @@ void bdsnap_session_put(struct bdsnap_session *s)
 		wake_up_all(&bdsnap_drain_wq);
 }
 
-void bdsnap_session_fail(struct bdsnap_session *s, int err, const char *what)
+/*
+ * OPEN -> FAILED, once: log it and release everything the session holds.
+ * The caller holds a users reference. False if it had already failed.
+ */
+bool __bdsnap_session_fail(struct bdsnap_session *s, int err, const char *what)
 {
 	unsigned long flags;
 
 	spin_lock_irqsave(&s->lock, flags);
 	if (s->state != BDSNAP_SESSION_OPEN) {
 		spin_unlock_irqrestore(&s->lock, flags);
-		return;
+		return false;
 	}
 	s->state = BDSNAP_SESSION_FAILED;
 	s->error = err;
@@ -65,8 +69,14 @@ void bdsnap_session_fail(struct bdsnap_session *s, int err, const char *what)
 	       s->dev->name, s->id, ERR_PTR(err), what);
 	atomic64_inc(&bdsnap_total_failed);
 	bdsnap_cow_fail(s);
+	return true;
+}
+
+void bdsnap_session_fail(struct bdsnap_session *s, int err, const char *what)
+{
 	/* The store worker records the failure in meta.json. */
-	queue_work(bdsnap_store_wq, &s->store_work);
+	if (__bdsnap_session_fail(s, err, what))
+		queue_work(bdsnap_store_wq, &s->store_work);
 }
 
 /* ---- meta.json ---- */
@@ -398,7 +408,7 @@ static void bdsnap_session_close(struct bdsnap_session *s, bool failed_mount)
 {
 	struct bdsnap_dev *dev = s->dev;
 	struct bdsnap_close_args a = { .s = s };
-	bool failed;
+	bool failed, discarded;
 
 	mutex_lock(&bdsnap_reg_mutex);
 	rcu_assign_pointer(dev->session, NULL);
@@ -416,7 +426,8 @@ static void bdsnap_session_close(struct bdsnap_session *s, bool failed_mount)
 	bdsnap_call_in_worker(bdsnap_store_close_fn, &a);
 
 	failed = s->state != BDSNAP_SESSION_OPEN;
-	if (failed_mount && !s->store.records)
+	discarded = failed_mount && !s->store.records;
+	if (discarded)
 		pr_info("%s: mount failed; empty session %s removed\n",
 			dev->name, s->id);
 	else
@@ -427,6 +438,15 @@ static void bdsnap_session_close(struct bdsnap_session *s, bool failed_mount)
 
 	mutex_lock(&bdsnap_reg_mutex);
 	dev->state = BDSNAP_DEV_IDLE;
+	/*
+	 * A mount that failed without writing leaves no trace: its seq is
+	 * reused, and the unmounted writes it took over go to the next one.
+	 */
+	if (discarded) {
+		if (dev->nr_sessions == s->seq)
+			dev->nr_sessions--;
+		atomic64_add(s->unmounted_before, &dev->unmounted_writes);
+	}
 	if (dev->deactivating)
 		bdsnap_dev_retire(dev);
 	else

@@ -17,10 +17,10 @@ Deno.test("fio random writes with verify during a session; exact restore", async
   await withMount(
     dev,
     "ext4",
-    "fio --name=cow --directory=$M --rw=randwrite --bs=4k --size=48M --numjobs=4 " +
+    "fio --name=cow --directory=$M --rw=randwrite --bs=4k --size=12M --numjobs=4 " +
       "--iodepth=8 --ioengine=libaio --direct=1 --verify=crc32c --do_verify=1 " +
       "--verify_fatal=1 --group_reporting --output-format=terse >/tmp/fio.out; " +
-      "fio --name=buffered --directory=$M --rw=randwrite --bs=16k --size=16M --numjobs=2 " +
+      "fio --name=buffered --directory=$M --rw=randwrite --bs=16k --size=8M --numjobs=2 " +
       "--verify=md5 --verify_fatal=1 --fsync=8 >/tmp/fio2.out; sync",
   );
   await deactivate(dev);

@@ -3,7 +3,7 @@
  * themselves), then every VM test file in its own boot on each kernel.
  * Ends with "N passed, N failed" and exits non-zero on any failure.
  *
- *   deno task test [--kernel 6.1|6.12]… [--only SUBSTRING] [--jobs N] [--skip-unit]
+ *   deno task test [--kernel 6.1|6.12]… [--only SUBSTRING[,…]] [--jobs N] [--skip-unit]
  *
  * A VM test file may start with a directive line for its VM, e.g.
  *   // vm: disks=3 disk-size=256M store-size=64M timeout=600 memory=2048
@@ -72,7 +72,8 @@ async function listTests(dir: string, only?: string): Promise<string[]> {
   const files: string[] = [];
   try {
     for await (const e of Deno.readDir(`${REPO}/${dir}`)) {
-      if (e.isFile && e.name.endsWith("_test.ts") && (!only || e.name.includes(only))) {
+      const wanted = !only || only.split(",").some((o) => e.name.includes(o));
+      if (e.isFile && e.name.endsWith("_test.ts") && wanted) {
         files.push(`${dir}/${e.name}`);
       }
     }

@@ -211,6 +211,9 @@ async function boot(opts: VmOptions, accel: "kvm" | "tcg"): Promise<VmResult> {
   const dec = new TextDecoder();
   const stderrText = new Response(child.stderr).text();
   let pending = "";
+  // Written as it arrives, so a long run can be followed with tail -f.
+  const live = await Deno.open(`${runDir}/output.log`, { write: true, create: true });
+  const enc = new TextEncoder();
   for await (const chunk of child.stdout) {
     let text = pending + dec.decode(chunk, { stream: true });
     pending = "";
@@ -227,8 +230,10 @@ async function boot(opts: VmOptions, accel: "kvm" | "tcg"): Promise<VmResult> {
       }
     }
     output += text;
-    if (opts.stream) await Deno.stdout.write(new TextEncoder().encode(text));
+    await live.write(enc.encode(text));
+    if (opts.stream) await Deno.stdout.write(enc.encode(text));
   }
+  live.close();
   const exit = await child.status;
   clearTimeout(timer);
   const qemuErr = await stderrText;
@@ -244,7 +249,6 @@ async function boot(opts: VmOptions, accel: "kvm" | "tcg"): Promise<VmResult> {
     output += `\n[vm] qemu exited with ${exit.code}: ${qemuErr.trim()}\n`;
   }
   const ok = status === 0 && findings.length === 0 && !timedOut;
-  await Deno.writeTextFile(`${runDir}/output.log`, output);
   if ((!ok || opts.keep) && !opts.silent) {
     log(`run kept in ${runDir} (console.log, shared/dmesg.txt, output.log)`);
   }

@@ -38,6 +38,10 @@ hostname bdsnap-vm
 ip link set lo up 2>/dev/null
 echo 1 >/proc/sys/kernel/sysrq
 echo 60 >/proc/sys/kernel/hung_task_timeout_secs 2>/dev/null
+# A normal system creates /dev/loop-control and /dev/mapper/control on
+# demand (kmod static nodes); do the same up front.
+modprobe -q loop
+modprobe -q dm_mod
 # udev does not run here: lvm/dm tools must not wait for it.
 export DM_DISABLE_UDEV=1
 

@@ -1,0 +1,608 @@
+/**
+ * The benchmark's guest side: run by `scripts/bench.ts` inside the VM as
+ * `$BDSNAP_DENO run -A scripts/bench/guest.ts`.
+ *
+ * Disks ($BDSNAP_TEST_DISKS): three equal target disks (raw, bdsnap,
+ * dm-snapshot origin) and a COW disk the size of the store disk
+ * ($BDSNAP_STORE_DISK, ext4 at /snapshot). Every target gets a fresh ext4
+ * and one preallocated, fully written file; the direct-I/O workloads write
+ * into that file, the ext4 workload writes new files next to it. Each
+ * workload runs on raw, bdsnap and dm-snapshot in turn, each in a fresh
+ * mount (bdsnap: a fresh session; dm-snapshot: a fresh snapshot), in two
+ * phases: first write, then the same writes again; the three run back to
+ * back (order rotated each round) so that drift in the host's speed hits
+ * them alike, and the figures are medians over the rounds.
+ *
+ * Environment: BENCH_OUT (JSON report, rewritten after every step),
+ * BENCH_QUICK=1, BENCH_CONFIGS (comma-separated subset of the configs).
+ * @module
+ */
+import { activate, deactivate, list, status } from "../../ffi/control.ts";
+import { close, O_RDONLY, open } from "../../ffi/libc.ts";
+import {
+  type AggregateResult,
+  type Config,
+  CONFIGS,
+  type GuestReport,
+  type MemoryDelta,
+  type PhaseResult,
+  type RunResult,
+  sizes,
+  type Workload,
+  WORKLOADS,
+} from "./spec.ts";
+
+const MiB = 1024 ** 2;
+const PW = "/run/bdsnap-bench-password";
+const STORE = "/snapshot";
+const DM_ORIGIN = "bench-origin";
+const DM_SNAP = "bench-snap";
+const FILE = "bench.dat";
+const PASSWORD = "bdsnap benchmark password";
+
+const quick = Deno.env.get("BENCH_QUICK") === "1";
+const out = Deno.env.get("BENCH_OUT") ?? "/run/bdsnap-vm/bench.json";
+const configs = (Deno.env.get("BENCH_CONFIGS") ?? CONFIGS.join(","))
+  .split(",").filter((c): c is Config => (CONFIGS as readonly string[]).includes(c));
+const sz = sizes(quick);
+const started = performance.now();
+
+// The CLI under emulation: a cheap KDF and a config dir on the guest's tmpfs.
+Deno.env.set("BDSNAP_KDF_ITERATIONS", "1000");
+Deno.env.set("BDSNAP_CONFIG_DIR", "/run/bdsnap-etc");
+
+const report: GuestReport = {
+  quick,
+  release: Deno.build.os === "linux" ? (await sh("uname -r")).trim() : "",
+  sizes: sz,
+  configs,
+  results: {},
+  errors: [],
+  seconds: 0,
+};
+
+function log(msg: string): void {
+  console.log(`[bench] ${msg}`);
+}
+
+async function save(): Promise<void> {
+  report.seconds = round((performance.now() - started) / 1000, 1);
+  await Deno.writeTextFile(`${out}.tmp`, JSON.stringify(report, null, 2) + "\n");
+  await Deno.rename(`${out}.tmp`, out);
+}
+
+function round(x: number, digits = 3): number {
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
+}
+
+/** Run a program; throw with its output when it fails. */
+async function run(cmd: string, args: string[]): Promise<string> {
+  const r = await new Deno.Command(cmd, { args, stdin: "null", stdout: "piped", stderr: "piped" })
+    .output();
+  const dec = new TextDecoder();
+  const stdout = dec.decode(r.stdout);
+  if (!r.success) {
+    throw new Error(`${cmd} ${args.join(" ")}: exit ${r.code}\n${dec.decode(r.stderr)}${stdout}`);
+  }
+  return stdout;
+}
+
+function sh(script: string): Promise<string> {
+  return run("bash", ["-c", `set -euo pipefail; ${script}`]);
+}
+
+/** The CLI, timed (under emulation each call costs a Deno start-up). */
+async function bdsnap(args: string[]): Promise<string> {
+  const t = performance.now();
+  const o = await run("bdsnap", args);
+  log(`bdsnap ${args[0] === "--json" ? args[1] : args[0]}: ${secs(t).toFixed(1)} s`);
+  return o;
+}
+
+function secs(t0: number): number {
+  return (performance.now() - t0) / 1000;
+}
+
+const disks = (Deno.env.get("BDSNAP_TEST_DISKS") ?? "").split(" ").filter(Boolean);
+if (disks.length < 4) throw new Error(`need 4 test disks, have '${disks.join(" ")}'`);
+const [rawDisk, bdDisk, originDisk, cowDisk] = disks;
+const dev: Record<Config, string> = {
+  raw: rawDisk,
+  bdsnap: bdDisk,
+  "dm-snapshot": `/dev/mapper/${DM_ORIGIN}`,
+};
+const mnt = (c: Config) => `/mnt/bench-${c}`;
+/** Byte offset on each target where the bench file starts (from filefrag). */
+const fileStart: Partial<Record<Config, number>> = {};
+
+// ---- setup ----
+
+async function prepareTarget(c: Config): Promise<void> {
+  const m = mnt(c);
+  // No lazy init: ext4lazyinit must not write behind the benchmark's back.
+  await sh(
+    `mkfs.ext4 -q -F -E nodiscard,lazy_itable_init=0,lazy_journal_init=0 ${dev[c]} && ` +
+      `mkdir -p ${m} && mount ${dev[c]} ${m} && fallocate -l ${sz.file} ${m}/${FILE} && ` +
+      `dd if=/dev/zero of=${m}/${FILE} bs=1M count=${sz.file / MiB} oflag=direct ` +
+      `conv=notrunc status=none && sync`,
+  );
+  // "0:        0..   16383:      34816..     51199:  16384:" (4 KiB blocks)
+  const frag = await sh(`filefrag -e ${m}/${FILE}`);
+  const first = /^\s*0:\s+\d+\.\.\s*\d+:\s+(\d+)\.\./m.exec(frag);
+  if (!first) throw new Error(`cannot read the extents of ${m}/${FILE}:\n${frag}`);
+  fileStart[c] = Number(first[1]) * 4096;
+  await sh(`umount ${m}`);
+}
+
+async function setup(): Promise<void> {
+  await sh("modprobe dm-snapshot");
+  if (configs.includes("dm-snapshot")) {
+    const sectors = (await sh(`blockdev --getsz ${originDisk}`)).trim();
+    await run("dmsetup", [
+      "create",
+      DM_ORIGIN,
+      "--table",
+      `0 ${sectors} snapshot-origin ${originDisk}`,
+    ]);
+  }
+  for (const c of configs) {
+    const t = performance.now();
+    await prepareTarget(c);
+    log(
+      `${c}: ext4 with a ${sz.file / MiB} MiB written file on ${dev[c]} (${secs(t).toFixed(1)} s)`,
+    );
+  }
+  if (configs.includes("bdsnap")) {
+    await Deno.writeTextFile(PW, `${PASSWORD}\n`, { mode: 0o600 });
+    await bdsnap(["setup", "--password-file", PW]);
+    await bdsnap(["load"]);
+    await bdsnap(["activate", bdDisk, "--password-file", PW]);
+  }
+}
+
+// ---- dm-snapshot ----
+
+/**
+ * As LVM does it: suspend the origin, create the snapshot, resume the
+ * origin. The resume matters: it is when snapshot-origin learns the
+ * snapshots' chunk size and starts splitting writes at chunk boundaries
+ * (without it a 1 MiB write would only copy its first chunk).
+ */
+async function createSnapshot(): Promise<void> {
+  const sectors = (await sh(`blockdev --getsz ${originDisk}`)).trim();
+  // A zeroed header makes the persistent store start empty.
+  await sh(`dd if=/dev/zero of=${cowDisk} bs=4096 count=1 oflag=direct status=none`);
+  await run("dmsetup", ["suspend", DM_ORIGIN]);
+  try {
+    await run("dmsetup", [
+      "create",
+      DM_SNAP,
+      "--table",
+      `0 ${sectors} snapshot ${originDisk} ${cowDisk} P 8`,
+    ]);
+  } finally {
+    await run("dmsetup", ["resume", DM_ORIGIN]);
+  }
+}
+
+/** COW data chunks of the snapshot: "0 N snapshot <alloc>/<total> <metadata>". */
+async function dmChunks(): Promise<number> {
+  const s = await run("dmsetup", ["status", DM_SNAP]);
+  const m = /snapshot (\d+)\/\d+ (\d+)/.exec(s);
+  if (!m) throw new Error(`dmsetup status ${DM_SNAP}: ${s.trim()}`);
+  return (Number(m[1]) - Number(m[2])) / 8;
+}
+
+// ---- bdsnap ----
+
+function bdDevice() {
+  const d = list().find((x) => x.name === bdDisk);
+  if (!d) throw new Error(`${bdDisk} is not in the module's device list`);
+  return d;
+}
+
+async function chunks(c: Config): Promise<number> {
+  if (c === "bdsnap") return bdDevice().chunksSaved;
+  if (c === "dm-snapshot") return await dmChunks();
+  return 0;
+}
+
+/** Wait until the session holds no pre-image in memory. */
+async function waitPending(): Promise<void> {
+  const t = performance.now();
+  while (bdDevice().pendingBytes > 0) {
+    if (secs(t) > 300) throw new Error("pre-images still pending after 300 s");
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/**
+ * syncfs(2) on a mounted filesystem, timed in this process: a `sync -f`
+ * child would add a process start-up (slow under emulation) to the figure.
+ */
+const syncfsLib = Deno.dlopen("libc.so.6", { syncfs: { parameters: ["i32"], result: "i32" } });
+
+function syncfs(path: string): void {
+  const fd = open(path, O_RDONLY);
+  try {
+    if (syncfsLib.symbols.syncfs(fd) !== 0) throw new Error(`syncfs ${path} failed`);
+  } finally {
+    close(fd);
+  }
+}
+
+// ---- memory ----
+
+interface MemSnap {
+  meminfo: Record<string, number>;
+  slabs: Record<string, number>;
+}
+
+async function memSnapshot(): Promise<MemSnap> {
+  // No drop_caches: it would also evict the 9p-backed binaries, and the
+  // figures that matter are the implementations' own slab caches.
+  await sh("sync");
+  const meminfo: Record<string, number> = {};
+  for (const line of (await Deno.readTextFile("/proc/meminfo")).split("\n")) {
+    const m = /^(\S+):\s+(\d+)/.exec(line);
+    if (m) meminfo[m[1]] = Number(m[2]) * 1024;
+  }
+  const slabs: Record<string, number> = {};
+  for (const line of (await Deno.readTextFile("/proc/slabinfo")).split("\n").slice(2)) {
+    const f = line.trim().split(/\s+/);
+    if (f.length > 4) slabs[f[0]] = Number(f[1]) * Number(f[3]);
+  }
+  return { meminfo, slabs };
+}
+
+/** Kernel memory /proc/meminfo does not attribute to anything (page allocations, vmalloc). */
+function unattributed(m: Record<string, number>): number {
+  const known = [
+    "MemFree",
+    "Buffers",
+    "Cached",
+    "AnonPages",
+    "SReclaimable",
+    "SUnreclaim",
+    "KernelStack",
+    "PageTables",
+    "SecPageTables",
+    "Percpu",
+  ];
+  return m.MemTotal - known.reduce((n, k) => n + (m[k] ?? 0), 0);
+}
+
+/**
+ * The slab caches holding what each implementation keeps per saved chunk
+ * (bdsnap's extents are in flight only; dm-snapshot's pending exceptions
+ * and kcopyd jobs likewise, so they are left out).
+ */
+const OWN_CACHES: Record<Config, RegExp | null> = {
+  raw: null,
+  bdsnap: /^bdsnap/,
+  "dm-snapshot": /^dm_exception$/,
+};
+
+function memDelta(c: Config, a: MemSnap, b: MemSnap, nChunks: number): MemoryDelta {
+  const slab = (s: MemSnap) => s.meminfo.SUnreclaim + s.meminfo.SReclaimable;
+  const slabBytes = slab(b) - slab(a);
+  const own = OWN_CACHES[c];
+  const ownBytes = own === null ? 0 : Object.keys({ ...a.slabs, ...b.slabs })
+    .filter((k) => own.test(k))
+    .reduce((n, k) => n + (b.slabs[k] ?? 0) - (a.slabs[k] ?? 0), 0);
+  const otherBytes = unattributed(b.meminfo) - unattributed(a.meminfo);
+  const grew = Object.keys(b.slabs)
+    .map((k) => [k, b.slabs[k] - (a.slabs[k] ?? 0)] as const)
+    .filter(([, d]) => d > 0)
+    .sort((x, y) => y[1] - x[1])
+    .slice(0, 6);
+  return {
+    chunks: nChunks,
+    own_slab_bytes: ownBytes,
+    own_per_chunk: nChunks > 0 ? round(ownBytes / nChunks, 2) : null,
+    slab_bytes: slabBytes,
+    other_bytes: otherBytes,
+    slab_per_chunk: nChunks > 0 ? round(slabBytes / nChunks, 2) : null,
+    total_per_chunk: nChunks > 0 ? round((slabBytes + otherBytes) / nChunks, 2) : null,
+    top_caches: Object.fromEntries(grew),
+  };
+}
+
+// ---- fio ----
+
+function fioArgs(w: Workload, m: string): string[] {
+  const bytes = quick ? w.bytes.quick : w.bytes.full;
+  const common = [
+    `--name=${w.id}`,
+    `--rw=${w.rw}`,
+    `--bs=${w.bs}`,
+    `--iodepth=${w.iodepth}`,
+    `--ioengine=${w.ioengine}`,
+    `--size=${bytes}`,
+    "--output-format=json",
+    "--group_reporting=1",
+  ];
+  if (w.kind === "direct") {
+    // The default random map: each block of the region written exactly once.
+    return [...common, `--filename=${m}/${FILE}`, "--direct=1", "--allow_file_create=0"];
+  }
+  return [
+    ...common,
+    `--directory=${m}/${w.id}`,
+    "--nrfiles=4",
+    "--direct=0",
+    `--fsync=${w.fsync}`,
+    "--fallocate=none",
+  ];
+}
+
+// deno-lint-ignore no-explicit-any
+type Json = any;
+
+function percentile(lat: Json, p: string): number {
+  const v = lat?.percentile?.[p];
+  return typeof v === "number" ? round(v / 1000, 1) : 0;
+}
+
+async function phase(w: Workload, c: Config): Promise<PhaseResult> {
+  const text = await run("fio", fioArgs(w, mnt(c)));
+  const job = JSON.parse(text.slice(text.indexOf("{"))).jobs[0];
+  const wr = job.write;
+  const t = performance.now();
+  syncfs(mnt(c));
+  if (c === "bdsnap") await waitPending();
+  const drain = secs(t);
+  const fioSeconds = job.job_runtime / 1000;
+  const total = fioSeconds + drain;
+  const r: PhaseResult = {
+    bytes: wr.io_bytes,
+    ios: wr.total_ios,
+    fio_seconds: round(fioSeconds),
+    drain_seconds: round(drain),
+    mib_s: round(wr.io_bytes / MiB / total, 2),
+    iops: round(wr.total_ios / total, 1),
+    fio_mib_s: round(wr.bw_bytes / MiB, 2),
+    clat_p50_us: percentile(wr.clat_ns, "50.000000"),
+    clat_p99_us: percentile(wr.clat_ns, "99.000000"),
+  };
+  if (w.kind === "ext4" && job.sync?.lat_ns) {
+    r.sync_p50_us = percentile(job.sync.lat_ns, "50.000000");
+    r.sync_p99_us = percentile(job.sync.lat_ns, "99.000000");
+  }
+  return r;
+}
+
+// ---- one configuration, one workload ----
+
+async function runOne(w: Workload, c: Config, keepSession: boolean): Promise<RunResult> {
+  const m = mnt(c);
+  if (c === "dm-snapshot") await createSnapshot();
+  let mounted = false;
+  let session: string | undefined;
+  try {
+    await sh(`mount ${dev[c]} ${m}`);
+    mounted = true;
+    if (w.kind === "ext4") await sh(`mkdir -p ${m}/${w.id}`);
+    const memA = await memSnapshot();
+    const c0 = await chunks(c);
+    const first = await phase(w, c);
+    const c1 = await chunks(c);
+    const memB = await memSnapshot();
+    first.chunks = c1 - c0;
+    const rewrite = await phase(w, c);
+    rewrite.chunks = (await chunks(c)) - c1;
+    const r: RunResult = { first, rewrite, memory: memDelta(c, memA, memB, c1 - c0) };
+    if (c === "bdsnap") {
+      session = bdDevice().sessionId;
+      r.session = session;
+      r.inflight_peak = status().inflightPeak;
+    }
+    // The next round starts from the same free space.
+    if (w.kind === "ext4") await sh(`rm -rf ${m}/${w.id}`);
+    return r;
+  } finally {
+    if (mounted) await sh(`umount ${m}`);
+    if (c === "dm-snapshot") await run("dmsetup", ["remove", DM_SNAP]);
+    // Sessions are per mount: free the store for the next one.
+    if (session && !keepSession) await Deno.remove(`${STORE}/${session}`, { recursive: true });
+  }
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const n = s.length;
+  return n % 2 ? s[(n - 1) / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+}
+
+/** Field-wise medians of numeric fields (rounds of one phase, or of memory deltas). */
+function medianOf<T extends object>(xs: T[]): T {
+  const out = { ...xs[0] } as Record<string, unknown>;
+  for (const [k, v] of Object.entries(xs[0])) {
+    if (typeof v === "number" || v === null) {
+      const vals = xs.map((x) => (x as Record<string, unknown>)[k])
+        .filter((y): y is number => typeof y === "number");
+      out[k] = vals.length > 0 ? round(median(vals), 3) : null;
+    }
+  }
+  return out as T;
+}
+
+function aggregate(rounds: RunResult[]): AggregateResult {
+  const agg: AggregateResult = {
+    first: medianOf(rounds.map((r) => r.first)),
+    rewrite: medianOf(rounds.map((r) => r.rewrite)),
+    rounds,
+  };
+  const mems = rounds.map((r) => r.memory).filter((m): m is MemoryDelta => m !== undefined);
+  if (mems.length > 0) agg.memory = medianOf(mems);
+  const peaks = rounds.map((r) => r.inflight_peak).filter((p): p is number => p !== undefined);
+  if (peaks.length > 0) agg.inflight_peak = Math.max(...peaks);
+  const session = rounds.at(-1)?.session;
+  if (session) agg.session = session;
+  return agg;
+}
+
+function describe(r: RunResult): string {
+  const p = (x: PhaseResult) =>
+    `${x.mib_s.toFixed(1)} MiB/s ${x.iops.toFixed(0)} IOPS p99 ${
+      (x.clat_p99_us / 1000).toFixed(1)
+    } ms`;
+  return `first ${p(r.first)}; rewrite ${p(r.rewrite)}`;
+}
+
+// ---- restore and mount time ----
+
+async function restoreStep(session: string): Promise<void> {
+  // Restore requires a deactivated device (the library call: the CLI's start-up is slow here).
+  deactivate(bdDisk, PASSWORD);
+  const t = performance.now();
+  const o = JSON.parse(await bdsnap(["--json", "restore", bdDisk, "--session", session, "--yes"]));
+  const wall = secs(t);
+  const bytes = o.written_bytes as number;
+  report.restore = {
+    session,
+    bytes,
+    offset: fileStart.bdsnap!,
+    seconds: round(o.seconds),
+    wall_seconds: round(wall),
+    mib_s: round(bytes / MiB / o.seconds, 2),
+    raw_seconds: 0,
+    raw_mib_s: 0,
+  };
+  log(
+    `restore: ${(bytes / MiB).toFixed(1)} MiB in ${
+      o.seconds.toFixed(2)
+    } s (${report.restore.mib_s} MiB/s)`,
+  );
+}
+
+/**
+ * The restore's reference: the same bytes written with 1 MiB direct
+ * sequential writes at the same place (the bench file, which the restore
+ * rewrote), on the same device. Last, as it overwrites the file's data.
+ */
+async function rawSeqStep(): Promise<void> {
+  const r = report.restore!;
+  // Whole MiB inside the file (the restore also rewrote a few metadata chunks).
+  const size = Math.min(sz.file, Math.max(MiB, Math.floor(r.bytes / MiB) * MiB));
+  const text = await run("fio", [
+    "--name=raw-seq",
+    `--filename=${bdDisk}`,
+    "--rw=write",
+    "--bs=1m",
+    "--direct=1",
+    "--ioengine=libaio",
+    "--iodepth=1",
+    `--offset=${r.offset}`,
+    `--size=${size}`,
+    "--end_fsync=1",
+    "--output-format=json",
+  ]);
+  const job = JSON.parse(text.slice(text.indexOf("{"))).jobs[0];
+  r.raw_seconds = round(job.job_runtime / 1000);
+  r.raw_mib_s = round(job.write.io_bytes / MiB / r.raw_seconds, 2);
+  log(`raw 1 MiB direct sequential write: ${r.raw_mib_s} MiB/s`);
+}
+
+async function timeMount(): Promise<[number, number]> {
+  const m = mnt("bdsnap");
+  await sh("sync");
+  let t = performance.now();
+  await run("mount", [bdDisk, m]);
+  const mo = performance.now() - t;
+  t = performance.now();
+  await run("umount", [m]);
+  return [mo, performance.now() - t];
+}
+
+/** Alternate plain and activated mounts (activation through the library, not timed). */
+async function mountStep(): Promise<void> {
+  const plain: Array<[number, number]> = [];
+  const act: Array<[number, number]> = [];
+  for (let i = 0; i < sz.mountReps; i++) {
+    plain.push(await timeMount());
+    activate(bdDisk, PASSWORD);
+    try {
+      act.push(await timeMount());
+    } finally {
+      deactivate(bdDisk, PASSWORD);
+    }
+  }
+  const med = (xs: Array<[number, number]>) => {
+    const mo = median(xs.map((x) => x[0]));
+    const um = median(xs.map((x) => x[1]));
+    const tot = median(xs.map((x) => x[0] + x[1]));
+    return { mount_ms: round(mo, 1), umount_ms: round(um, 1), total_ms: round(tot, 1) };
+  };
+  report.mount = { reps: sz.mountReps, plain: med(plain), activated: med(act) };
+  log(
+    `mount+umount: ${report.mount.plain.total_ms} ms plain, ` +
+      `${report.mount.activated.total_ms} ms activated`,
+  );
+}
+
+// ---- main ----
+
+async function step(name: string, fn: () => Promise<void>): Promise<boolean> {
+  try {
+    await fn();
+    return true;
+  } catch (e) {
+    const msg = `${name}: ${e instanceof Error ? e.message : e}`.trim();
+    report.errors.push(msg);
+    log(`ERROR ${msg}`);
+    return false;
+  } finally {
+    await save();
+  }
+}
+
+log(`${report.release}, ${quick ? "quick" : "full"} mode, configs ${configs.join(", ")}`);
+if (await step("setup", setup)) {
+  const perWorkload: Record<string, number> = {};
+  let restoreSession: string | undefined;
+  for (const [i, w] of WORKLOADS.entries()) {
+    const lastWorkload = i === WORKLOADS.length - 1;
+    const rounds: Partial<Record<Config, RunResult[]>> = {};
+    report.results[w.id] = {};
+    for (let round = 0; round < sz.rounds; round++) {
+      const order = configs.map((_, k) => configs[(k + round) % configs.length]);
+      for (const c of order) {
+        const keep = lastWorkload && round === sz.rounds - 1;
+        await step(`${w.id} on ${c} (round ${round + 1})`, async () => {
+          const t = performance.now();
+          const r = await runOne(w, c, keep);
+          (rounds[c] ??= []).push(r);
+          report.results[w.id][c] = aggregate(rounds[c]!);
+          if (r.inflight_peak !== undefined) perWorkload[w.id] = r.inflight_peak;
+          if (keep && r.session) restoreSession = r.session;
+          log(`${w.id} ${c} round ${round + 1}: ${describe(r)} (${secs(t).toFixed(1)} s)`);
+        });
+      }
+    }
+  }
+  if (configs.includes("bdsnap")) {
+    await step("in-flight counters", () => {
+      const s = status();
+      report.inflight = { peak: s.inflightPeak, limit: s.inflightLimit, per_workload: perWorkload };
+      return Promise.resolve();
+    });
+    if (restoreSession && await step("restore", () => restoreStep(restoreSession!))) {
+      await step("mount time", mountStep);
+      await step("raw sequential write", rawSeqStep);
+    }
+    await step("unload", async () => {
+      await bdsnap(["unload"]);
+      // Checkpoint the store's journal: the host reads the image with debugfs.
+      await sh(`sync && mount -o remount,ro ${STORE}`);
+    });
+  }
+  if (configs.includes("dm-snapshot")) {
+    await step("dm cleanup", async () => {
+      await run("dmsetup", ["remove", DM_ORIGIN]);
+    });
+  }
+}
+log(`done in ${report.seconds} s, ${report.errors.length} error(s)`);
+Deno.exit(report.errors.length === 0 ? 0 : 1);

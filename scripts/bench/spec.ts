@@ -1,0 +1,189 @@
+/**
+ * What the benchmark runs and the shape of what it reports, shared by the
+ * host (`scripts/bench.ts`, `report.ts`) and the guest (`guest.ts`).
+ * @module
+ */
+
+const MiB = 1024 ** 2;
+
+/** The three configurations, on three equal virtual disks. */
+export const CONFIGS = ["raw", "bdsnap", "dm-snapshot"] as const;
+export type Config = typeof CONFIGS[number];
+
+/** The two phases of every workload. */
+export const PHASES = ["first", "rewrite"] as const;
+export type Phase = typeof PHASES[number];
+
+/** One fio workload. */
+export interface Workload {
+  id: string;
+  label: string;
+  /** `direct`: direct I/O on the preallocated file; `ext4`: new files, buffered, with fsync. */
+  kind: "direct" | "ext4";
+  rw: "randwrite" | "write";
+  bs: string;
+  iodepth: number;
+  ioengine: "libaio" | "psync";
+  /** fsync every N writes (ext4 workload). */
+  fsync?: number;
+  /** Bytes written per phase, in quick and full mode. */
+  bytes: { quick: number; full: number };
+}
+
+/**
+ * Ordered so that the 1 MiB sequential workload, which covers the whole
+ * file, comes last: its bdsnap session is the one the restore step restores.
+ */
+export const WORKLOADS: readonly Workload[] = [
+  {
+    id: "4k-randwrite-qd1",
+    label: "4 KiB random write, QD1",
+    kind: "direct",
+    rw: "randwrite",
+    bs: "4k",
+    iodepth: 1,
+    ioengine: "libaio",
+    bytes: { quick: 4 * MiB, full: 16 * MiB },
+  },
+  {
+    id: "4k-randwrite-qd32",
+    label: "4 KiB random write, QD32",
+    kind: "direct",
+    rw: "randwrite",
+    bs: "4k",
+    iodepth: 32,
+    ioengine: "libaio",
+    bytes: { quick: 8 * MiB, full: 64 * MiB },
+  },
+  {
+    id: "ext4-fsync",
+    label: "ext4 files, 4 KiB random write, fsync every 16",
+    kind: "ext4",
+    rw: "randwrite",
+    bs: "4k",
+    iodepth: 1,
+    ioengine: "psync",
+    fsync: 16,
+    bytes: { quick: 4 * MiB, full: 16 * MiB },
+  },
+  {
+    id: "1m-seqwrite",
+    label: "1 MiB sequential write, QD4",
+    kind: "direct",
+    rw: "write",
+    bs: "1m",
+    iodepth: 4,
+    ioengine: "libaio",
+    bytes: { quick: 64 * MiB, full: 512 * MiB },
+  },
+];
+
+/** Disk and file sizes per mode. */
+export interface Sizes {
+  /** The preallocated, fully written file every direct workload writes into. */
+  file: number;
+  /** Each of the three target disks. */
+  targetDisk: number;
+  /** The bdsnap store disk, and the dm-snapshot COW disk (the same size). */
+  storeDisk: number;
+  /** Mount/unmount repetitions per case. */
+  mountReps: number;
+  /** Rounds of every workload × configuration; figures are medians over rounds. */
+  rounds: number;
+}
+
+export function sizes(quick: boolean): Sizes {
+  return quick
+    ? { file: 64 * MiB, targetDisk: 256 * MiB, storeDisk: 256 * MiB, mountReps: 3, rounds: 1 }
+    : { file: 512 * MiB, targetDisk: 768 * MiB, storeDisk: 768 * MiB, mountReps: 7, rounds: 5 };
+}
+
+/** One fio phase, as measured in the guest. */
+export interface PhaseResult {
+  /** Bytes written by fio. */
+  bytes: number;
+  ios: number;
+  /** fio's own job runtime. */
+  fio_seconds: number;
+  /** syncfs after fio (bdsnap: until every pre-image is in the store and fsynced). */
+  drain_seconds: number;
+  /** bytes / (fio + drain): the figure the ratios use. */
+  mib_s: number;
+  /** ios / (fio + drain). */
+  iops: number;
+  /** fio's own bandwidth (without the drain). */
+  fio_mib_s: number;
+  /** Completion latency percentiles, microseconds. */
+  clat_p50_us: number;
+  clat_p99_us: number;
+  /** ext4 workload: fsync latency percentiles, microseconds. */
+  sync_p50_us?: number;
+  sync_p99_us?: number;
+  /** Chunks saved during the phase (bdsnap: module counter; dm-snapshot: COW chunks). */
+  chunks?: number;
+}
+
+/** Kernel memory change across a first-write phase (after drop_caches both times). */
+export interface MemoryDelta {
+  /** Chunks saved in between. */
+  chunks: number;
+  /** Δ of the implementation's own slab caches (bdsnap_*; dm_exception, dm_snap_*, kcopyd_job). */
+  own_slab_bytes: number;
+  own_per_chunk: number | null;
+  /** Δ(SUnreclaim + SReclaimable) in bytes: the whole kernel, noisy. */
+  slab_bytes: number;
+  /** Δ of what /proc/meminfo does not attribute (direct page allocations, vmalloc). */
+  other_bytes: number;
+  slab_per_chunk: number | null;
+  total_per_chunk: number | null;
+  /** The slab caches that grew most: name → bytes. */
+  top_caches: Record<string, number>;
+}
+
+/** One configuration running one workload (one round, or the medians over rounds). */
+export interface RunResult {
+  first: PhaseResult;
+  rewrite: PhaseResult;
+  memory?: MemoryDelta;
+  /** bdsnap: the module's in-flight pre-image peak since load, after this run. */
+  inflight_peak?: number;
+  session?: string;
+}
+
+/** Medians over the rounds, and every round. */
+export interface AggregateResult extends RunResult {
+  rounds: RunResult[];
+}
+
+/** What the guest writes (BENCH_OUT). */
+export interface GuestReport {
+  quick: boolean;
+  release: string;
+  sizes: Sizes;
+  configs: Config[];
+  results: Record<string, Partial<Record<Config, AggregateResult>>>;
+  inflight?: { peak: number; limit: number; per_workload: Record<string, number> };
+  restore?: {
+    session: string;
+    bytes: number;
+    /** Where the bench file starts on the device (the raw write's offset). */
+    offset: number;
+    /** The CLI's own seconds: checksum verification, writing, fsync, read-back. */
+    seconds: number;
+    /** Wall clock of the whole `bdsnap restore` command (Deno start-up included). */
+    wall_seconds: number;
+    mib_s: number;
+    /** fio 1 MiB direct sequential write of the same bytes at the same place. */
+    raw_seconds: number;
+    raw_mib_s: number;
+  };
+  mount?: {
+    /** Alternating plain and activated mounts of the bdsnap disk. */
+    reps: number;
+    /** Medians, milliseconds. */
+    plain: { mount_ms: number; umount_ms: number; total_ms: number };
+    activated: { mount_ms: number; umount_ms: number; total_ms: number };
+  };
+  errors: string[];
+  seconds: number;
+}

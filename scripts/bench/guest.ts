@@ -7,11 +7,10 @@
  * ($BDSNAP_STORE_DISK, ext4 at /snapshot). Every target gets a fresh ext4
  * and one preallocated, fully written file; the direct-I/O workloads write
  * into that file, the ext4 workload writes new files next to it. Each
- * workload runs on raw, bdsnap and dm-snapshot in turn, each in a fresh
- * mount (bdsnap: a fresh session; dm-snapshot: a fresh snapshot), in two
- * phases: first write, then the same writes again; the three run back to
- * back (order rotated each round) so that drift in the host's speed hits
- * them alike, and the figures are medians over the rounds.
+ * round of a workload mounts the three at once (bdsnap: a fresh session;
+ * dm-snapshot: a fresh snapshot), runs every first-write phase, then every
+ * rewrite phase (the same writes again), in an order rotated each round;
+ * the figures are medians over the rounds.
  *
  * Environment: BENCH_OUT (JSON report, rewritten after every step),
  * BENCH_QUICK=1, BENCH_CONFIGS (comma-separated subset of the configs).
@@ -373,39 +372,76 @@ async function phase(w: Workload, c: Config): Promise<PhaseResult> {
   return r;
 }
 
-// ---- one configuration, one workload ----
+// ---- one round of one workload on every configuration ----
 
-async function runOne(w: Workload, c: Config, keepSession: boolean): Promise<RunResult> {
-  const m = mnt(c);
-  if (c === "dm-snapshot") await createSnapshot();
-  let mounted = false;
-  let session: string | undefined;
+/** Let the host's writeback from the previous phase settle (it hits whoever runs next). */
+function settle(): Promise<void> {
+  return new Promise((r) => setTimeout(r, quick ? 200 : 2000));
+}
+
+/**
+ * All configurations mounted at once (bdsnap: a fresh session; dm-snapshot:
+ * a fresh snapshot), then every first-write phase back to back, then every
+ * rewrite phase back to back, in a rotated order: the phases compared are
+ * neighbours in time, so drift in the host's speed hits them alike.
+ */
+async function runRound(
+  w: Workload,
+  order: Config[],
+  keepSession: boolean,
+): Promise<Partial<Record<Config, RunResult>>> {
+  const mounted: Config[] = [];
+  const sessions: string[] = [];
+  const out: Partial<Record<Config, RunResult>> = {};
   try {
-    await sh(`mount ${dev[c]} ${m}`);
-    mounted = true;
-    if (w.kind === "ext4") await sh(`mkdir -p ${m}/${w.id}`);
-    const memA = await memSnapshot();
-    const c0 = await chunks(c);
-    const first = await phase(w, c);
-    const c1 = await chunks(c);
-    const memB = await memSnapshot();
-    first.chunks = c1 - c0;
-    const rewrite = await phase(w, c);
-    rewrite.chunks = (await chunks(c)) - c1;
-    const r: RunResult = { first, rewrite, memory: memDelta(c, memA, memB, c1 - c0) };
-    if (c === "bdsnap") {
-      session = bdDevice().sessionId;
-      r.session = session;
-      r.inflight_peak = status().inflightPeak;
+    for (const c of order) {
+      if (c === "dm-snapshot") await createSnapshot();
+      try {
+        await sh(`mount ${dev[c]} ${mnt(c)}`);
+      } catch (e) {
+        if (c === "dm-snapshot") await run("dmsetup", ["remove", DM_SNAP]);
+        throw e;
+      }
+      mounted.push(c);
+      if (c === "bdsnap") sessions.push(bdDevice().sessionId);
+      if (w.kind === "ext4") await sh(`mkdir -p ${mnt(c)}/${w.id}`);
+    }
+    const after: Partial<Record<Config, number>> = {};
+    for (const c of order) {
+      await settle();
+      const memA = await memSnapshot();
+      const c0 = await chunks(c);
+      const first = await phase(w, c);
+      const c1 = await chunks(c);
+      const memB = await memSnapshot();
+      first.chunks = c1 - c0;
+      after[c] = c1;
+      out[c] = { first, rewrite: first, memory: memDelta(c, memA, memB, c1 - c0) };
+    }
+    for (const c of order) {
+      await settle();
+      const rewrite = await phase(w, c);
+      rewrite.chunks = (await chunks(c)) - after[c]!;
+      out[c]!.rewrite = rewrite;
+    }
+    if (out.bdsnap) {
+      out.bdsnap.session = bdDevice().sessionId;
+      out.bdsnap.inflight_peak = status().inflightPeak;
     }
     // The next round starts from the same free space.
-    if (w.kind === "ext4") await sh(`rm -rf ${m}/${w.id}`);
-    return r;
+    if (w.kind === "ext4") {
+      for (const c of order) await sh(`rm -rf ${mnt(c)}/${w.id}`);
+    }
+    return out;
   } finally {
-    if (mounted) await sh(`umount ${m}`);
-    if (c === "dm-snapshot") await run("dmsetup", ["remove", DM_SNAP]);
+    for (const c of mounted) {
+      await sh(`umount ${mnt(c)}`);
+      if (c === "dm-snapshot") await run("dmsetup", ["remove", DM_SNAP]);
+    }
     // Sessions are per mount: free the store for the next one.
-    if (session && !keepSession) await Deno.remove(`${STORE}/${session}`, { recursive: true });
+    if (!keepSession) {
+      for (const id of sessions) await Deno.remove(`${STORE}/${id}`, { recursive: true });
+    }
   }
 }
 
@@ -568,18 +604,20 @@ if (await step("setup", setup)) {
     report.results[w.id] = {};
     for (let round = 0; round < sz.rounds; round++) {
       const order = configs.map((_, k) => configs[(k + round) % configs.length]);
-      for (const c of order) {
-        const keep = lastWorkload && round === sz.rounds - 1;
-        await step(`${w.id} on ${c} (round ${round + 1})`, async () => {
-          const t = performance.now();
-          const r = await runOne(w, c, keep);
+      const keep = lastWorkload && round === sz.rounds - 1;
+      await step(`${w.id} round ${round + 1}`, async () => {
+        const t = performance.now();
+        const res = await runRound(w, order, keep);
+        for (const c of order) {
+          const r = res[c]!;
           (rounds[c] ??= []).push(r);
           report.results[w.id][c] = aggregate(rounds[c]!);
-          if (r.inflight_peak !== undefined) perWorkload[w.id] = r.inflight_peak;
-          if (keep && r.session) restoreSession = r.session;
-          log(`${w.id} ${c} round ${round + 1}: ${describe(r)} (${secs(t).toFixed(1)} s)`);
-        });
-      }
+          log(`${w.id} ${c} round ${round + 1}: ${describe(r)}`);
+        }
+        if (res.bdsnap?.inflight_peak !== undefined) perWorkload[w.id] = res.bdsnap.inflight_peak;
+        if (keep && res.bdsnap?.session) restoreSession = res.bdsnap.session;
+        log(`${w.id} round ${round + 1}: ${secs(t).toFixed(1)} s`);
+      });
     }
   }
   if (configs.includes("bdsnap")) {

@@ -95,7 +95,7 @@ export interface Sizes {
 export function sizes(quick: boolean): Sizes {
   return quick
     ? { file: 64 * MiB, targetDisk: 256 * MiB, storeDisk: 256 * MiB, mountReps: 3, rounds: 1 }
-    : { file: 512 * MiB, targetDisk: 768 * MiB, storeDisk: 768 * MiB, mountReps: 7, rounds: 5 };
+    : { file: 512 * MiB, targetDisk: 768 * MiB, storeDisk: 768 * MiB, mountReps: 15, rounds: 5 };
 }
 
 /** One fio phase, as measured in the guest. */

@@ -27,10 +27,16 @@ export async function buildModuleDir(
   return buildDir;
 }
 
-/** Build bdsnap.ko for a kernel; returns the path of the .ko. */
+/** Where the test fixture modules (tests/fixtures/modules) are built for a kernel. */
+export function fixturesDir(k: Kernel): string {
+  return `${cacheDir()}/build/${k.release}-fixtures`;
+}
+
+/** Build bdsnap.ko and the test fixture modules for a kernel; returns the .ko path. */
 export async function buildKmod(k: Kernel): Promise<string> {
   log(`building kmod/ for ${k.release}`);
   const dir = await buildModuleDir(k, `${REPO}/kmod`, `${cacheDir()}/build/${k.release}`);
+  await buildModuleDir(k, `${REPO}/tests/fixtures/modules`, fixturesDir(k));
   return `${dir}/bdsnap.ko`;
 }
 

@@ -11,6 +11,7 @@
  */
 import type { Kernel } from "./kernels.ts";
 import { ensureInitramfs } from "./initramfs.ts";
+import { fixturesDir } from "./kmod.ts";
 import { type GateFinding, scanKernelLog } from "./dmesg_gate.ts";
 import { log, runChecked } from "./_process.ts";
 import { cacheDir, REPO } from "./paths.ts";
@@ -114,6 +115,7 @@ async function boot(opts: VmOptions, accel: "kvm" | "tcg"): Promise<VmResult> {
     BDSNAP_KERNEL_SERIES: k.series,
     BDSNAP_MODULE: `${cacheDir()}/build/${k.release}/bdsnap.ko`,
     BDSNAP_VM_BUILD: `${cacheDir()}/build/${k.release}`,
+    BDSNAP_FIXTURES: fixturesDir(k),
     DENO_DIR: denoDir(),
     DENO_NO_UPDATE_CHECK: "1",
     NO_COLOR: "1",

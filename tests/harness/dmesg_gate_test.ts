@@ -4,20 +4,16 @@
  */
 import assert from "node:assert/strict";
 import { parseSeries, provisionKernel } from "../../scripts/vm/kernels.ts";
-import { buildModuleDir } from "../../scripts/vm/kmod.ts";
+import { buildModuleDir, fixturesDir } from "../../scripts/vm/kmod.ts";
 import { runVm } from "../../scripts/vm/qemu.ts";
-import { cacheDir, REPO } from "../../scripts/vm/paths.ts";
+import { REPO } from "../../scripts/vm/paths.ts";
 
 const kernels = (Deno.env.get("BDSNAP_TEST_KERNELS") ?? "6.1,6.12").split(",").map(parseSeries);
 
 for (const series of kernels) {
   Deno.test(`[${series}] a WARNING in the kernel log fails a run whose command exited 0`, async () => {
     const k = await provisionKernel(series);
-    const dir = await buildModuleDir(
-      k,
-      `${REPO}/tests/fixtures/warn_module`,
-      `${cacheDir()}/build/${k.release}-warn`,
-    );
+    const dir = await buildModuleDir(k, `${REPO}/tests/fixtures/modules`, fixturesDir(k));
     const r = await runVm({
       kernel: k,
       command: `insmod ${dir}/bdsnap_warn.ko && echo loaded`,

@@ -217,24 +217,22 @@ async function boot(opts: VmOptions, accel: "kvm" | "tcg"): Promise<VmResult> {
   const live = await Deno.open(`${runDir}/output.log`, { write: true, create: true });
   const enc = new TextEncoder();
   for await (const chunk of child.stdout) {
-    let text = pending + dec.decode(chunk, { stream: true });
-    pending = "";
+    let text = dec.decode(chunk, { stream: true });
     if (bootSeconds === null) {
-      const at = text.indexOf(READY);
-      if (at >= 0) {
-        bootSeconds = (performance.now() - started) / 1000;
-        text = text.slice(0, at) + text.slice(at + READY.length);
-      } else if (READY.startsWith(text.slice(text.lastIndexOf("\u0001")))) {
-        // The marker may be split across reads: hold back its beginning.
-        const cut = text.lastIndexOf("\u0001");
-        pending = text.slice(cut);
-        text = text.slice(0, cut);
-      }
+      // Nothing but the marker comes before the command: hold output until it arrives.
+      pending += text;
+      const at = pending.indexOf(READY);
+      if (at < 0) continue;
+      bootSeconds = (performance.now() - started) / 1000;
+      text = pending.slice(0, at) + pending.slice(at + READY.length);
+      pending = "";
     }
     output += text;
     await live.write(enc.encode(text));
     if (opts.stream) await Deno.stdout.write(enc.encode(text));
   }
+  output += pending; // the marker never came: keep whatever the guest said
+  await live.write(enc.encode(pending));
   live.close();
   const exit = await child.status;
   clearTimeout(timer);

@@ -21,7 +21,8 @@ Deno.test("setup, load, activate (syscall and ioctl), status, sessions, show, un
   const [dev] = testDisks();
   await loadModule();
   const version = JSON.parse(await bdsnap("status --json"));
-  assert.equal(version.module.loaded, true, JSON.stringify(version.module));
+  assert.equal(version.loaded, true, JSON.stringify(version));
+  assert.equal(version.abi, 1);
   await sh(`mkfs.ext4 -q -F ${dev}`);
   for (const via of ["syscall", "ioctl"] as const) {
     await activate(dev, via);

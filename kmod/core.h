@@ -23,9 +23,12 @@
  * bdsnap_extent   a run of chunks whose pre-image one read fetches and one
  *                 map record stores. Lives from claim to "in blocks.dat".
  *
- * Lock order: bdsnap_reg_mutex -> s->lock -> bdsnap_throttle_lock.
- * The loop binding cache lock and the filter are leaves. s->lock is taken
- * with interrupts disabled because a bio may be submitted from softirq.
+ * Lock order: s_umount (held around deactivate_locked_super) ->
+ * bdsnap_reg_mutex -> loop binding cache lock; s->lock ->
+ * bdsnap_throttle_lock. Nothing that may take s_umount or sleep on I/O runs
+ * under bdsnap_reg_mutex; slow work (opening devices, store files, sysfs)
+ * runs between a state change and its publication. s->lock is taken with
+ * interrupts disabled because a bio may be submitted from softirq.
  */
 #ifndef _BDSNAP_CORE_H
 #define _BDSNAP_CORE_H
@@ -129,7 +132,6 @@ struct bdsnap_session {
 	struct super_block *sb;		/* reg_mutex; NULL until mounted */
 	unsigned int getters;		/* reg_mutex: vfs_get_tree in progress */
 	atomic_t users;
-	wait_queue_head_t drain_wq;
 
 	/* Geometry and identity, fixed at open. */
 	struct bdsnap_span span;	/* the covered sectors of the disk */

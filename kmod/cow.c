@@ -550,16 +550,20 @@ static bool bdsnap_overlaps(const struct bdsnap_span *span, dev_t disk,
 	       span->start < abs + nr;
 }
 
-/* Does this bio concern session s: data in its range, or a flush of its disk? */
+/*
+ * Does this bio concern session s: data in its range, or a flush sent to a
+ * block device that overlaps it (fl: that device's span, NULL if no flush)?
+ * A flush sent to another partition of the same disk is not the origin's:
+ * waiting on it would also deadlock a store that lives there.
+ */
 static bool bdsnap_wants(const struct bdsnap_session *s, dev_t disk,
-			 sector_t abs, sector_t nr, bool flush, u64 *first,
-			 u64 *last, bool *data)
+			 sector_t abs, sector_t nr, const struct bdsnap_span *fl,
+			 u64 *first, u64 *last, bool *data)
 {
 	if (s->span.disk != disk)
 		return false;
-	/* A flush empties the whole disk's cache. */
 	*data = nr && bdsnap_range(s, abs, nr, first, last);
-	return *data || flush;
+	return *data || (fl && bdsnap_overlaps(fl, disk, s->span.start, s->span.nr));
 }
 
 /*
@@ -567,7 +571,8 @@ static bool bdsnap_wants(const struct bdsnap_session *s, dev_t disk,
  * out, so that nothing is missed silently. Absurd configurations only.
  */
 static void bdsnap_fail_overflow(const struct bdsnap_oppart *t, unsigned int n,
-				 dev_t disk, sector_t abs, sector_t nr, bool flush)
+				 dev_t disk, sector_t abs, sector_t nr,
+				 const struct bdsnap_span *fl)
 {
 	for (;;) {
 		struct bdsnap_session *victim = NULL;
@@ -581,7 +586,7 @@ static void bdsnap_fail_overflow(const struct bdsnap_oppart *t, unsigned int n,
 			bool data;
 
 			if (!s || READ_ONCE(s->state) != BDSNAP_SESSION_OPEN ||
-			    !bdsnap_wants(s, disk, abs, nr, flush, &first, &last, &data))
+			    !bdsnap_wants(s, disk, abs, nr, fl, &first, &last, &data))
 				continue;
 			for (i = 0; i < n && t[i].s != s; i++)
 				;
@@ -611,7 +616,8 @@ bool bdsnap_cow_submit(struct bio *bio)
 	dev_t ddev = bdsnap_disk_devt(disk);
 	bool flush = bio->bi_opf & (REQ_PREFLUSH | REQ_FUA);
 	u32 len = bio->bi_iter.bi_size;
-	bool need_mem = false, overflow = false;
+	bool need_mem = false, overflow = false, atomic_ctx;
+	struct bdsnap_span bspan, *fl = NULL;
 	struct bdsnap_dev *dev;
 	struct bdsnap_op *op;
 	unsigned int n = 0, i;
@@ -633,6 +639,12 @@ bool bdsnap_cow_submit(struct bio *bio)
 	abs = bio->bi_iter.bi_sector +
 	      (bio_flagged(bio, BIO_REMAPPED) ? 0 : bio->bi_bdev->bd_start_sect);
 	nr = len >> SECTOR_SHIFT;
+	if (flush) {
+		bspan.disk = ddev;
+		bspan.start = bio->bi_bdev->bd_start_sect;
+		bspan.nr = bdev_nr_sectors(bio->bi_bdev);
+		fl = &bspan;
+	}
 
 	rcu_read_lock();
 	list_for_each_entry_rcu(dev, &bdsnap_devs, node) {
@@ -641,7 +653,7 @@ bool bdsnap_cow_submit(struct bio *bio)
 		bool data;
 
 		if (s && s->span.disk == ddev) {
-			if (!bdsnap_wants(s, ddev, abs, nr, flush, &first, &last, &data))
+			if (!bdsnap_wants(s, ddev, abs, nr, fl, &first, &last, &data))
 				continue;
 			if (n == BDSNAP_MAX_TARGETS) {
 				overflow = true;	/* failed below, not under RCU */
@@ -672,7 +684,7 @@ bool bdsnap_cow_submit(struct bio *bio)
 	}
 	rcu_read_unlock();
 	if (unlikely(overflow))
-		bdsnap_fail_overflow(t, n, ddev, abs, nr, flush);
+		bdsnap_fail_overflow(t, n, ddev, abs, nr, fl);
 	if (!n)
 		return false;
 
@@ -684,7 +696,12 @@ bool bdsnap_cow_submit(struct bio *bio)
 		return true;
 	}
 
-	gfp = (bio->bi_opf & REQ_NOWAIT) || !in_task() ? GFP_NOWAIT : GFP_NOIO;
+	/*
+	 * submit_bio may sleep, so its callers can; REQ_NOWAIT callers do not
+	 * want to. Anything that cannot (softirq, preemption off) defers.
+	 */
+	atomic_ctx = !in_task() || !preemptible();
+	gfp = (bio->bi_opf & REQ_NOWAIT) || atomic_ctx ? GFP_NOWAIT : GFP_NOIO;
 	op = kmalloc(struct_size(op, t, n), gfp | __GFP_NOWARN);
 	if (!op) {
 		for (i = 0; i < n; i++) {
@@ -711,8 +728,8 @@ bool bdsnap_cow_submit(struct bio *bio)
 		INIT_LIST_HEAD(&op->t[i].flush_node);
 	}
 
-	/* The analysis needs task context; a rare softirq submitter defers. */
-	if (!in_task())
+	/* The analysis may allocate; an atomic submitter hands it over. */
+	if (atomic_ctx)
 		bdsnap_op_defer(op);
 	else
 		bdsnap_op_run(op);

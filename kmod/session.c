@@ -200,7 +200,8 @@ static int bdsnap_store_open_fn(void *arg)
 /* Everything that needs no lock and may sleep; NULL: mount unprotected. */
 static struct bdsnap_session *bdsnap_session_create(struct bdsnap_dev *dev,
 						    dev_t devt,
-						    struct fs_context *fc)
+						    struct fs_context *fc,
+						    u64 seq, u64 unmounted)
 {
 	struct bdsnap_session *s;
 	struct bdsnap_bdev b;
@@ -233,11 +234,12 @@ static struct bdsnap_session *bdsnap_session_create(struct bdsnap_dev *dev,
 	s->chunk_shift = ilog2(s->chunk_size);
 	s->nr_chunks = DIV_ROUND_UP(s->size, s->chunk_size);
 	s->mount_time_ns = ktime_get_real_ns();
+	s->seq = seq;
+	s->unmounted_before = unmounted;
 	strscpy(s->fs_type, fc->fs_type->name, sizeof(s->fs_type));
 	s->dev = dev;
 	s->state = BDSNAP_SESSION_OPEN;
 	spin_lock_init(&s->lock);
-	init_waitqueue_head(&s->drain_wq);
 	bdsnap_chunkmap_init(&s->map, s->nr_chunks);
 	bdsnap_cow_session_init(s);
 	atomic_set(&s->users, 1);	/* published; dropped by close */
@@ -321,6 +323,7 @@ struct bdsnap_session *bdsnap_mount_begin(struct fs_context *fc)
 {
 	struct bdsnap_session *s = NULL;
 	struct bdsnap_dev *dev;
+	u64 seq, unmounted;
 	dev_t devt;
 
 	if (!fc->source || !fc->fs_type ||
@@ -352,36 +355,37 @@ struct bdsnap_session *bdsnap_mount_begin(struct fs_context *fc)
 		mutex_lock(&bdsnap_reg_mutex);
 	}
 	dev->state = BDSNAP_DEV_OPENING;
+	seq = dev->nr_sessions + 1;
+	/*
+	 * The writes counted so far belong to this session's meta.json. A
+	 * write between here and publication is counted for the next one.
+	 */
+	unmounted = atomic64_xchg(&dev->unmounted_writes, 0);
 	mutex_unlock(&bdsnap_reg_mutex);
 
-	s = bdsnap_session_create(dev, devt, fc);
+	s = bdsnap_session_create(dev, devt, fc, seq, unmounted);
 
 	mutex_lock(&bdsnap_reg_mutex);
 	if (s) {
 		refcount_inc(&dev->ref);
-		s->seq = ++dev->nr_sessions;
+		dev->nr_sessions = seq;
 		s->getters = 1;
-		/* Writes from here on are the session's, not "unmounted". */
+		/* Writes from here on are the session's. */
 		rcu_assign_pointer(dev->session, s);
-		s->unmounted_before = atomic64_xchg(&dev->unmounted_writes, 0);
 		bdsnap_filter_add(s->span.disk);
 		atomic_inc(&bdsnap_nr_sessions);
 		dev->state = BDSNAP_DEV_OPEN;
 	} else {
+		atomic64_add(unmounted, &dev->unmounted_writes);
 		dev->state = BDSNAP_DEV_IDLE;
 	}
 	wake_up_all(&bdsnap_reg_wq);
 	mutex_unlock(&bdsnap_reg_mutex);
 
-	if (s) {
-		int ret = bdsnap_store_write_meta(s);
-
-		if (ret)
-			bdsnap_session_fail(s, ret, "writing meta.json");
+	if (s)
 		pr_info("%s: session %s opened (%s on %u:%u, chunk %u)\n",
 			dev->name, s->id, s->fs_type, MAJOR(devt), MINOR(devt),
 			s->chunk_size);
-	}
 	bdsnap_dev_put(dev);
 	return s;
 

@@ -234,6 +234,10 @@ int bdsnap_store_open(struct bdsnap_session *s, const char *name)
 	if (ret)
 		goto err;
 	st->meta_size = BDSNAP_META_SIZE;
+	/* Before publication: a store that cannot even say "open" is no store. */
+	ret = bdsnap_store_write_meta(s);
+	if (ret)
+		goto err;
 	bdsnap_fsync_dir(st->dir);
 	bdsnap_fsync_dir(root);
 	return 0;

@@ -26,5 +26,7 @@ const r = await runVm({
   timeout: 600,
 });
 for (const f of r.findings) console.error(`[demo] kernel log: ${f.kind}: ${f.line}`);
-console.error(`[demo] ${kernel.release}: ${r.ok ? "done" : "FAILED"} in ${r.totalSeconds.toFixed(1)} s`);
+console.error(
+  `[demo] ${kernel.release}: ${r.ok ? "done" : "FAILED"} in ${r.totalSeconds.toFixed(1)} s`,
+);
 Deno.exit(r.ok ? 0 : 1);

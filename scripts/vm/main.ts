@@ -80,9 +80,13 @@ async function main(): Promise<number> {
     keep: values.keep,
     stream: true,
   });
-  const boot = r.bootSeconds === null ? "never reached the command" : `${r.bootSeconds.toFixed(1)} s`;
+  const boot = r.bootSeconds === null
+    ? "never reached the command"
+    : `${r.bootSeconds.toFixed(1)} s`;
   console.error(
-    `[vm] ${kernel.release} (${r.accel}): boot to command ${boot}, total ${r.totalSeconds.toFixed(1)} s`,
+    `[vm] ${kernel.release} (${r.accel}): boot to command ${boot}, total ${
+      r.totalSeconds.toFixed(1)
+    } s`,
   );
   for (const f of r.findings) console.error(`[vm] kernel log: ${f.kind}: ${f.line}`);
   if (r.timedOut) console.error(`[vm] timed out after ${values.timeout} s`);

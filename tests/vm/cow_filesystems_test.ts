@@ -30,7 +30,11 @@ async function roundTrip(fs: string, body: string): Promise<void> {
   await loadModule();
   await sh(`${MKFS[fs]} ${dev} >/dev/null`);
   // Populate first, so that the session overwrites real data.
-  await withMount(dev, fs, "for i in $(seq 1 30); do head -c $((i * 3001)) /dev/urandom > $M/p$i; done; sync");
+  await withMount(
+    dev,
+    fs,
+    "for i in $(seq 1 30); do head -c $((i * 3001)) /dev/urandom > $M/p$i; done; sync",
+  );
   const before = await sha256(dev);
   const known = (await sessions(dev)).length;
   await activate(dev);

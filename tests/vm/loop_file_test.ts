@@ -12,7 +12,9 @@ const IMG = "/var/tmp/bdsnap images/disk one.img";
 
 Deno.test("loop-backed image file: activated by path, restored by path", async () => {
   await loadModule();
-  await sh(`mkdir -p "/var/tmp/bdsnap images" && truncate -s 256M "${IMG}" && mkfs.ext4 -q -F "${IMG}"`);
+  await sh(
+    `mkdir -p "/var/tmp/bdsnap images" && truncate -s 256M "${IMG}" && mkfs.ext4 -q -F "${IMG}"`,
+  );
   const before = await sha256(`"${IMG}"`);
   await activate(`"${IMG}"`);
   // Attached after activation.

@@ -4,7 +4,7 @@
  * as /dev/bdsnap, and unloads leaving nothing behind, repeatedly.
  */
 import assert from "node:assert/strict";
-import { dmesg, modulePath, moduleLoaded, sh, shTry } from "./_helpers.ts";
+import { dmesg, moduleLoaded, modulePath, sh, shTry } from "./_helpers.ts";
 
 Deno.test("module loads, publishes its syscall numbers, and unloads cleanly", async () => {
   assert.equal(await moduleLoaded(), false);
@@ -38,7 +38,9 @@ Deno.test("load and unload 100 times in a row leaks nothing", async () => {
   const kprobes = await shTry("cat /sys/kernel/debug/kprobes/list");
   assert.doesNotMatch(kprobes.stdout, /bdsnap/);
   const leaks = Object.entries(ours)
-    .filter(([cache, d]) => cache.startsWith("kmalloc") && d - Math.max(0, baseline[cache] ?? 0) >= 100)
+    .filter(([cache, d]) =>
+      cache.startsWith("kmalloc") && d - Math.max(0, baseline[cache] ?? 0) >= 100
+    )
     .map(([cache, d]) => `${cache} +${d} (noop module: ${baseline[cache] ?? 0})`);
   assert.deepEqual(leaks, [], "slab caches that grew by one object per load or more");
   assert.doesNotMatch(await dmesg(), /bdsnap.*(leak|fail)/i);

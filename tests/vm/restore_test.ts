@@ -46,7 +46,9 @@ Deno.test("export while mounted gives the pre-mount image; --target restores a c
   await sh(`mkfs.ext4 -q -F ${dev}`);
   const before = await sha256(dev);
   await activate(dev);
-  await sh(`mkdir -p /mnt/e && mount ${dev} /mnt/e && dd if=/dev/urandom of=/mnt/e/x bs=64k count=32 status=none && sync`);
+  await sh(
+    `mkdir -p /mnt/e && mount ${dev} /mnt/e && dd if=/dev/urandom of=/mnt/e/x bs=64k count=32 status=none && sync`,
+  );
   const [open] = (await sessions(dev)).slice(-1);
   assert.equal(open.state, "open");
   // A restore needs the session closed and the device deactivated.

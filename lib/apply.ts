@@ -41,7 +41,15 @@ import { type Problem, RestoreError } from "./errors.ts";
 import { FILES } from "./format.ts";
 import type { Plan } from "./plan.ts";
 import { ioError, type ProgressInfo, readFull, verifySessionData } from "./store.ts";
-import { close as libcClose, ErrnoError, O_RDONLY, open as libcOpen } from "../ffi/libc.ts";
+import {
+  addressOf,
+  alloc,
+  close as libcClose,
+  ErrnoError,
+  O_RDONLY,
+  open as libcOpen,
+  pread as libcPread,
+} from "../ffi/libc.ts";
 
 /** open(2) O_EXCL: on a block device, fail with EBUSY if it is mounted or claimed. */
 const O_EXCL = 0o200;
@@ -576,6 +584,7 @@ export async function exportImage(plan: Plan, options: ExportOptions): Promise<E
     throw ioError(e, `open ${info.path}`);
   }
   let out: Deno.FsFile | null = null;
+  let direct: ReturnType<typeof openDirect> | null = null;
   let ok = false;
   try {
     try {
@@ -593,11 +602,16 @@ export async function exportImage(plan: Plan, options: ExportOptions): Promise<E
     const buf = new Uint8Array(ioSize);
     let copied = 0;
     options.onProgress?.({ phase: "copy", done: 0, total: info.size });
+    // A mounted filesystem's page cache holds metadata that is not on the
+    // disk yet (and so has no pre-image yet): read what the disk has.
+    direct = info.type === "block" ? openDirect(info.realPath, ioSize) : null;
     while (copied < info.size) {
       const want = Math.min(ioSize, info.size - copied);
-      const n = await readFull(src, buf.subarray(0, want)).catch((e) => {
-        throw ioError(e, `read ${info.path}`);
-      });
+      const n = direct
+        ? direct.read(buf.subarray(0, want), copied)
+        : await readFull(src, buf.subarray(0, want)).catch((e) => {
+          throw ioError(e, `read ${info.path}`);
+        });
       if (n !== want) throw new RestoreError("io", `${info.path} ended early at ${copied + n}`);
       try {
         seekWrite(out, buf.subarray(0, n), copied);
@@ -607,6 +621,8 @@ export async function exportImage(plan: Plan, options: ExportOptions): Promise<E
       copied += n;
       options.onProgress?.({ phase: "copy", done: copied, total: info.size });
     }
+    direct?.close();
+    direct = null;
     // Flush the device so that the pre-images of every write that completed
     // before our reads are in the store before we read it again.
     await flushDevice(src, info, options.sysBlock);
@@ -634,6 +650,7 @@ export async function exportImage(plan: Plan, options: ExportOptions): Promise<E
       seconds: (performance.now() - t0) / 1000,
     };
   } finally {
+    direct?.close();
     src.close();
     out?.close();
     if (!ok) await Deno.remove(tmp).catch(() => {});
@@ -659,4 +676,38 @@ async function flushDevice(src: Deno.FsFile, info: TargetInfo, sysBlock?: string
       throw ioError(e, `flush ${loop}`);
     }
   }
+}
+
+const O_DIRECT = 0o40000;
+const DIRECT_ALIGN = 4096;
+
+/** An O_DIRECT reader of a block device, with its own aligned bounce buffer. */
+function openDirect(path: string, ioSize: number) {
+  let fd: number;
+  try {
+    fd = libcOpen(path, O_RDONLY | O_DIRECT);
+  } catch (e) {
+    throw ioError(e, `open ${path}`);
+  }
+  const raw = alloc(ioSize + DIRECT_ALIGN);
+  const skew = Number(addressOf(raw) % BigInt(DIRECT_ALIGN));
+  const bounce = raw.subarray((DIRECT_ALIGN - skew) % DIRECT_ALIGN);
+  return {
+    /** Fill `buf` from `offset`; returns the bytes read (short only at the end). */
+    read(buf: Uint8Array, offset: number): number {
+      const len = Math.ceil(buf.length / DIRECT_ALIGN) * DIRECT_ALIGN;
+      let n: number;
+      try {
+        n = libcPread(fd, bounce.subarray(0, len) as Uint8Array<ArrayBuffer>, offset);
+      } catch (e) {
+        throw ioError(e, `read ${path}`);
+      }
+      n = Math.min(n, buf.length);
+      buf.set(bounce.subarray(0, n));
+      return n;
+    },
+    close(): void {
+      libcClose(fd);
+    },
+  };
 }

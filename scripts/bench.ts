@@ -57,6 +57,10 @@ async function zeroImage(path: string, bytes: number): Promise<void> {
   ]);
 }
 
+async function loadAverage(): Promise<number> {
+  return Number((await Deno.readTextFile("/proc/loadavg")).split(" ")[0]);
+}
+
 async function main(): Promise<number> {
   const { values } = parseArgs({
     args: Deno.args,
@@ -105,6 +109,7 @@ async function main(): Promise<number> {
   await zeroImage(storeFile, sz.storeDisk);
   await runChecked("mkfs.ext4", ["-q", "-F", "-E", "nodiscard", "-L", "bdsnap-store", storeFile]);
 
+  const loadBefore = await loadAverage();
   const memory = 2048;
   const cpus = 2;
   const r = await runVm({
@@ -114,7 +119,7 @@ async function main(): Promise<number> {
     storeFile,
     memory,
     cpus,
-    timeout: quick ? 1200 : 5400,
+    timeout: quick ? 1800 : 10800,
     env: {
       BENCH_QUICK: quick ? "1" : "0",
       BENCH_CONFIGS: configs.join(","),
@@ -182,6 +187,11 @@ async function main(): Promise<number> {
           "dm-snapshot COW": `${sz.storeDisk / MiB} MiB`,
           "bdsnap store (ext4)": `${sz.storeDisk / MiB} MiB`,
         },
+      },
+      host: {
+        cpus: navigator.hardwareConcurrency,
+        load_before: loadBefore,
+        load_after: await loadAverage(),
       },
       restore_host: restoreHost,
       boot_seconds: r.bootSeconds,

@@ -14,7 +14,7 @@ import {
   WORKLOADS,
 } from "./spec.ts";
 
-/** Ratios of one workload and phase (null when a side is missing). */
+/** Ratios of one workload and phase: medians of the per-round ratios (null when a side is missing). */
 export interface PhaseRatios {
   /** Throughput (MiB/s, drain included) bdsnap / raw. */
   bdsnap_raw: number | null;
@@ -51,6 +51,8 @@ export interface BenchResult {
   accel: string;
   mode: "quick" | "full";
   vm: { cpus: number; memory_mib: number; cache: string; disks: Record<string, string> };
+  /** The host's CPUs and load average (1 min) before and after: other VMs make noise. */
+  host?: { cpus: number; load_before: number; load_after: number };
   boot_seconds: number | null;
   total_seconds: number;
   guest: GuestReport;
@@ -71,22 +73,52 @@ function phaseOf(g: GuestReport, w: string, c: Config, p: Phase): PhaseResult | 
   return g.results[w]?.[c]?.[p];
 }
 
-/** Per-round ratios (round k of one config against round k of the other). */
-function range(
+/** Round k of one configuration against round k of the other (they ran side by side). */
+function perRound(
   g: GuestReport,
   w: string,
   p: Phase,
   a: Config,
   b: Config,
-): [number, number] | null {
+  key: "mib_s" | "clat_p99_us",
+): number[] {
   const ra = g.results[w]?.[a]?.rounds ?? [];
   const rb = g.results[w]?.[b]?.rounds ?? [];
   const rs: number[] = [];
   for (let i = 0; i < Math.min(ra.length, rb.length); i++) {
-    const x = ratio(ra[i][p].mib_s, rb[i][p].mib_s);
+    const x = ratio(ra[i][p][key], rb[i][p][key]);
     if (x !== null) rs.push(x);
   }
-  return rs.length > 0 ? [Math.min(...rs), Math.max(...rs)] : null;
+  return rs;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((x, y) => x - y);
+  const n = s.length;
+  return n % 2 ? s[(n - 1) / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+}
+
+/**
+ * The median of the per-round ratios: the configurations of one round ran
+ * next to each other, so a round's ratio is immune to drift between rounds.
+ * Falls back to the ratio of the medians when there are no rounds.
+ */
+function roundRatio(
+  g: GuestReport,
+  w: string,
+  p: Phase,
+  a: Config,
+  b: Config,
+  key: "mib_s" | "clat_p99_us",
+): { value: number | null; range: [number, number] | null } {
+  const rs = perRound(g, w, p, a, b, key);
+  if (rs.length === 0) {
+    return { value: ratio(phaseOf(g, w, a, p)?.[key], phaseOf(g, w, b, p)?.[key]), range: null };
+  }
+  return {
+    value: Math.round(median(rs) * 1000) / 1000,
+    range: [Math.min(...rs), Math.max(...rs)],
+  };
 }
 
 export function computeRatios(g: GuestReport): Record<string, Record<Phase, PhaseRatios>> {
@@ -94,17 +126,16 @@ export function computeRatios(g: GuestReport): Record<string, Record<Phase, Phas
   for (const w of WORKLOADS) {
     const per = {} as Record<Phase, PhaseRatios>;
     for (const p of PHASES) {
-      const raw = phaseOf(g, w.id, "raw", p);
-      const bd = phaseOf(g, w.id, "bdsnap", p);
-      const dm = phaseOf(g, w.id, "dm-snapshot", p);
+      const bdRaw = roundRatio(g, w.id, p, "bdsnap", "raw", "mib_s");
+      const bdDm = roundRatio(g, w.id, p, "bdsnap", "dm-snapshot", "mib_s");
       per[p] = {
-        bdsnap_raw: ratio(bd?.mib_s, raw?.mib_s),
-        bdsnap_dm: ratio(bd?.mib_s, dm?.mib_s),
-        dm_raw: ratio(dm?.mib_s, raw?.mib_s),
-        p99_bdsnap_dm: ratio(bd?.clat_p99_us, dm?.clat_p99_us),
-        p99_bdsnap_raw: ratio(bd?.clat_p99_us, raw?.clat_p99_us),
-        bdsnap_raw_range: range(g, w.id, p, "bdsnap", "raw"),
-        bdsnap_dm_range: range(g, w.id, p, "bdsnap", "dm-snapshot"),
+        bdsnap_raw: bdRaw.value,
+        bdsnap_dm: bdDm.value,
+        dm_raw: roundRatio(g, w.id, p, "dm-snapshot", "raw", "mib_s").value,
+        p99_bdsnap_dm: roundRatio(g, w.id, p, "bdsnap", "dm-snapshot", "clat_p99_us").value,
+        p99_bdsnap_raw: roundRatio(g, w.id, p, "bdsnap", "raw", "clat_p99_us").value,
+        bdsnap_raw_range: bdRaw.range,
+        bdsnap_dm_range: bdDm.range,
       };
     }
     out[w.id] = per;
@@ -185,9 +216,14 @@ export function markdown(r: BenchResult): string {
   const g = r.guest;
   const lines: string[] = [];
   lines.push(
-    `Kernel ${r.kernel.release}, ${r.accel.toUpperCase()}, ${r.mode} mode, ${r.date}. ` +
-      `MiB/s and IOPS include the drain (syncfs) after fio; latencies are fio's completion ` +
-      `latencies.`,
+    `Kernel ${r.kernel.release}, ${r.accel.toUpperCase()}, ${r.mode} mode, ${r.date}` +
+      (r.host
+        ? `, host load average ${r.host.load_before.toFixed(1)} before and ` +
+          `${r.host.load_after.toFixed(1)} after on ${r.host.cpus} CPUs`
+        : "") +
+      `. MiB/s and IOPS include the drain (syncfs) after fio; latencies are fio's completion ` +
+      `latencies; figures are medians over ${g.sizes.rounds} round(s), ratios the medians of ` +
+      `the per-round ratios.`,
     "",
     "| workload | phase | config | MiB/s | IOPS | p50 µs | p99 µs | chunks saved |",
     "|---|---|---|---:|---:|---:|---:|---:|",

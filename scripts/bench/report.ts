@@ -364,18 +364,18 @@ export function svgChart(r: BenchResult): string {
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" ` +
       `viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`,
     `<rect width="${width}" height="${height}" fill="#fff"/>`,
-    `<text x="${left}" y="18" font-size="14" font-weight="bold">${
+    `<text x="10" y="18" font-size="14" font-weight="bold">${
       esc(`bdsnap throughput ratios, ${r.kernel.release} (${r.accel}, ${r.mode}, ${r.date})`)
     }</text>`,
-    `<rect x="${left}" y="28" width="12" height="10" fill="${blue}"/>`,
-    `<text x="${left + 16}" y="37">bdsnap / raw</text>`,
-    `<rect x="${left + 120}" y="28" width="12" height="10" fill="${orange}"/>`,
-    `<text x="${left + 136}" y="37">bdsnap / dm-snapshot</text>`,
-    `<line x1="${left + 6}" y1="43" x2="${left + 6}" y2="55" stroke="#c00" stroke-width="2"/>`,
-    `<text x="${left + 16}" y="53">target: rewrite 0.95 × raw, restore 0.8 × raw ` +
-      `(first write: 1.0 × dm-snapshot, the 1.0 line)</text>`,
-    `<text x="${left}" y="${height - 6}" font-size="10" fill="#555">${
-      esc("throughput ratios in one VM boot, medians over rounds; higher is better")
+    `<rect x="10" y="28" width="12" height="10" fill="${blue}"/>`,
+    `<text x="26" y="37">bdsnap / raw</text>`,
+    `<rect x="130" y="28" width="12" height="10" fill="${orange}"/>`,
+    `<text x="146" y="37">bdsnap / dm-snapshot</text>`,
+    `<line x1="16" y1="43" x2="16" y2="55" stroke="#c00" stroke-width="2"/>`,
+    `<text x="26" y="53">target: rewrite 0.95 × raw, restore 0.8 × raw; ` +
+      `first write 1.0 × dm-snapshot (the 1.0 line)</text>`,
+    `<text x="10" y="${height - 6}" font-size="10" fill="#555">${
+      esc("throughput ratios in one VM boot, medians of the per-round ratios; higher is better")
     }</text>`,
   );
   for (let v = 0; v <= max + 1e-9; v += 0.5) {

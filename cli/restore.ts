@@ -30,7 +30,7 @@ import {
 } from "./_lib/restore_common.ts";
 import { formatBytes, formatNs } from "./_lib/units.ts";
 import { openTarget, verifyPlan, writePlan } from "../lib/apply.ts";
-import { ioError, type Session } from "../lib/store.ts";
+import type { Session } from "../lib/store.ts";
 import { checkChain, type Plan, planRestore } from "../lib/plan.ts";
 
 /** The options of `restore`. */
@@ -40,6 +40,7 @@ export interface RestoreCommandOptions {
   yes?: boolean;
   dryRun?: boolean;
   force?: boolean;
+  readBack?: boolean;
 }
 
 /** Run a prompt; Ctrl-C becomes "cancelled, nothing written". */
@@ -189,19 +190,12 @@ export async function runRestore(
     }
     const t0 = performance.now();
     await cli(() => verifyPlan(plan, onProgress(progress)));
-    const out = await cli(async () => {
-      try {
-        return await Deno.open(target.info.realPath, { read: true, write: true });
-      } catch (e) {
-        throw ioError(e, `open ${targetPath}`);
-      }
-    });
-    let w;
-    try {
-      w = await cli(() => writePlan(plan, out, { onProgress: onProgress(progress) }));
-    } finally {
-      out.close();
-    }
+    const w = await cli(() =>
+      writePlan(plan, target.info.realPath, {
+        onProgress: onProgress(progress),
+        readBack: o.readBack,
+      })
+    );
     progress.stop();
     const seconds = (performance.now() - t0) / 1000;
     const when = plan.target.meta ? formatNs(plan.target.meta.mountTimeNs) : "?";
@@ -216,7 +210,9 @@ export async function runRestore(
         `${seconds.toFixed(1)} s (${formatBytes(w.bytes / Math.max(seconds, 1e-3))}/s)`,
         `verified: checksums of ${plan.sessions.length} session(s) (${
           formatBytes(checked)
-        }) before writing; ${formatBytes(w.verifiedBytes)} read back after fsync, identical`,
+        }) before writing; ` + (o.readBack
+          ? `${formatBytes(w.verifiedBytes)} read back from the medium after fsync, identical`
+          : `fsync done (--read-back also compares what the device stored)`),
         ...(superseded.length > 0
           ? [
             `note: the ${superseded.length} later session(s) of ${plan.device} describe changes ` +
@@ -228,7 +224,9 @@ export async function runRestore(
         ...base,
         dry_run: false,
         written_bytes: w.bytes,
+        checked_bytes: checked,
         verified_bytes: w.verifiedBytes,
+        direct_io: w.direct,
         seconds,
       },
     );
@@ -252,6 +250,7 @@ export function register(program: Command, deps: RestoreDeps = {}): void {
     .option("-y, --yes", "do not ask for confirmation (needed without a terminal)")
     .option("--dry-run", "print the plan and run every check; write nothing")
     .option("--force", "override the identity check (only that one); says so loudly")
+    .option("--read-back", "after fsync, read the written ranges back from the device and compare")
     .addHelpText(
       "after",
       "\nThe device must be unmounted and deactivated (`bdsnap deactivate DEV`) first.\n" +

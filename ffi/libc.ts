@@ -75,6 +75,15 @@ const SYMBOLS = {
   close: { parameters: ["i32"], result: "i32" },
   pread: { name: "pread64", parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
   write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  pwrite: { name: "pwrite64", parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
+  // On a worker thread, so that JavaScript fills the next buffer meanwhile.
+  pwriteAsync: {
+    name: "pwrite64",
+    parameters: ["i32", "buffer", "usize", "i64"],
+    result: "isize",
+    nonblocking: true,
+  },
+  fsync: { parameters: ["i32"], result: "i32" },
   pipe2: { parameters: ["buffer", "i32"], result: "i32" },
   poll: { parameters: ["buffer", "u64", "i32"], result: "i32", nonblocking: true },
   statvfs: { parameters: ["buffer", "buffer"], result: "i32" },
@@ -175,6 +184,36 @@ export function pread(fd: number, buf: Uint8Array<ArrayBuffer>, offset: number):
   const n = libc().pread(fd, buf, BigInt(buf.length), BigInt(offset));
   if (n === -1n) throw new ErrnoError("read", errno());
   return Number(n);
+}
+
+/** pwrite(2). Returns the byte count or throws {@linkcode ErrnoError}. */
+export function pwrite(fd: number, buf: Uint8Array<ArrayBuffer>, offset: number): number {
+  const n = libc().pwrite(fd, buf, BigInt(buf.length), BigInt(offset));
+  if (n === -1n) throw new ErrnoError("write", errno());
+  return Number(n);
+}
+
+/**
+ * pwrite(2) on a worker thread. errno is the worker thread's and cannot be
+ * read here: on failure the write is repeated synchronously (a positioned
+ * write of the same bytes is idempotent) to throw the right {@linkcode ErrnoError}.
+ * `buf` must stay unchanged until the promise settles.
+ */
+export async function pwriteAsync(
+  fd: number,
+  buf: Uint8Array<ArrayBuffer>,
+  offset: number,
+): Promise<number> {
+  const n = await libc().pwriteAsync(fd, buf, BigInt(buf.length), BigInt(offset));
+  return n === -1n ? pwrite(fd, buf, offset) : Number(n);
+}
+
+/**
+ * fsync(2), synchronous: a failed fsync cannot be repeated to learn its
+ * errno (the error is reported once), so it never runs on another thread.
+ */
+export function fsync(fd: number): void {
+  if (libc().fsync(fd) === -1) throw new ErrnoError("fsync", errno());
 }
 
 /** write(2). Returns the byte count or throws {@linkcode ErrnoError}. */

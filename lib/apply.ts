@@ -17,8 +17,9 @@
  * 2. {@linkcode verifyPlan}: every data checksum of every session of the
  *    chain.
  * 3. {@linkcode writePlan}: the extents in device order, in large
- *    chunk-aligned writes, then fsync, then the written ranges are read back
- *    and compared.
+ *    chunk-aligned writes (`O_DIRECT` where possible, the next buffer filled
+ *    while the last is written), then fsync; on request the written ranges
+ *    are read back from the medium and compared.
  *
  * The writes depend only on the plan, so a restore that was interrupted can
  * simply be run again.
@@ -40,16 +41,9 @@ import { crc32c } from "./crc32c.ts";
 import { type Problem, RestoreError } from "./errors.ts";
 import { FILES } from "./format.ts";
 import type { Plan } from "./plan.ts";
-import { ioError, type ProgressInfo, readFull, verifySessionData } from "./store.ts";
-import {
-  addressOf,
-  alloc,
-  close as libcClose,
-  ErrnoError,
-  O_RDONLY,
-  open as libcOpen,
-  pread as libcPread,
-} from "../ffi/libc.ts";
+import { ioError, type ProgressInfo, verifySessionData } from "./store.ts";
+import { MediumReader, TargetWriter, WritePipeline } from "./target_io.ts";
+import { close as libcClose, ErrnoError, O_RDONLY, open as libcOpen } from "../ffi/libc.ts";
 
 /** open(2) O_EXCL: on a block device, fail with EBUSY if it is mounted or claimed. */
 const O_EXCL = 0o200;
@@ -311,7 +305,11 @@ export interface WriteOptions {
   onProgress?: (p: ProgressInfo) => void;
   /** Bytes per write (rounded down to a multiple of the chunk size). Default 8 MiB. */
   ioSize?: number;
-  /** Read the written ranges back after fsync and compare. Default true. */
+  /**
+   * After fsync, read the written ranges back from the medium (`O_DIRECT`
+   * where possible) and compare. Default false: every pre-image's checksum
+   * is verified before writing either way; this also checks the target.
+   */
   readBack?: boolean;
 }
 
@@ -323,14 +321,14 @@ export interface WriteResult {
   writes: number;
   /** Bytes read back and found equal (0 when read-back was off). */
   verifiedBytes: number;
+  /** Whether the aligned writes bypassed the page cache (`O_DIRECT`). */
+  direct: boolean;
 }
 
-// Positioned reads and writes use Deno's synchronous calls: a restore of
-// many small extents spends most of its time in per-call overhead, which is
-// several times lower for sync calls. The loops yield to the event loop now
-// and then (see `breather`) so that progress bars and signals still run.
-
+/** Read `buf.length` bytes of `file` at `offset`, or fail naming `what`. */
 function seekRead(file: Deno.FsFile, buf: Uint8Array, offset: number, what: string): void {
+  // Synchronous: a restore of many small pieces spends most of its time in
+  // per-call overhead, several times lower for sync calls.
   file.seekSync(offset, Deno.SeekMode.Start);
   let n = 0;
   while (n < buf.length) {
@@ -341,12 +339,6 @@ function seekRead(file: Deno.FsFile, buf: Uint8Array, offset: number, what: stri
   if (n !== buf.length) {
     throw new RestoreError("io", `${what}: short read at offset ${offset} (${n} of ${buf.length})`);
   }
-}
-
-function seekWrite(file: Deno.FsFile, buf: Uint8Array, offset: number): void {
-  file.seekSync(offset, Deno.SeekMode.Start);
-  let n = 0;
-  while (n < buf.length) n += file.writeSync(buf.subarray(n));
 }
 
 /** A function that yields to the event loop when 50 ms have passed since it last did. */
@@ -361,45 +353,49 @@ function breather(): () => Promise<void> | undefined {
 }
 
 /**
- * Write the plan's extents into an open file (the target, or an export
- * image), in device order, then fsync it and optionally read back.
+ * Write the plan's extents into `path` (the target, or an export image), in
+ * device order, then fsync it and optionally read back.
+ *
+ * Two aligned buffers alternate: while one is being written (on a worker
+ * thread, `O_DIRECT` where possible), the next is filled from blocks.dat.
  */
 export async function writePlan(
   plan: Plan,
-  out: Deno.FsFile,
+  path: string,
   options: WriteOptions = {},
 ): Promise<WriteResult> {
   const chunk = plan.chunkSize;
   const ioSize = Math.max(chunk, Math.floor((options.ioSize ?? DEFAULT_IO_SIZE) / chunk) * chunk);
-  const buf = new Uint8Array(ioSize);
   const sources: Deno.FsFile[] = [];
   const written: Array<{ offset: number; length: number; crc: number }> = [];
-  const readBack = options.readBack ?? true;
+  const readBack = options.readBack ?? false;
   const total = plan.bytes;
   let done = 0;
+  let writer: TargetWriter | null = null;
+  let pipe: WritePipeline | null = null;
   try {
     for (const s of plan.sessions) {
-      const path = `${s.dir}/${FILES.data}`;
+      const p = `${s.dir}/${FILES.data}`;
       try {
-        sources.push(await Deno.open(path, { read: true }));
+        sources.push(await Deno.open(p, { read: true }));
       } catch (e) {
-        throw ioError(e, `open ${path}`);
+        throw ioError(e, `open ${p}`);
       }
     }
+    writer = TargetWriter.open(path);
+    const out = pipe = new WritePipeline(writer, ioSize, (n) => {
+      done += n;
+      options.onProgress?.({ phase: "write", done, total });
+    });
     options.onProgress?.({ phase: "write", done, total });
     let bufStart = 0;
     let fill = 0;
     const breathe = breather();
     const flush = async () => {
-      const data = buf.subarray(0, fill);
-      try {
-        seekWrite(out, data, bufStart);
-      } catch (e) {
-        throw ioError(e, `write at offset ${bufStart}`);
+      if (readBack) {
+        written.push({ offset: bufStart, length: fill, crc: crc32c(out.buffer.subarray(0, fill)) });
       }
-      if (readBack) written.push({ offset: bufStart, length: fill, crc: crc32c(data) });
-      done += fill;
-      options.onProgress?.({ phase: "write", done, total });
+      await out.submit(fill, bufStart);
       bufStart += fill;
       fill = 0;
       await breathe();
@@ -416,7 +412,7 @@ export async function writePlan(
           try {
             seekRead(
               sources[p.session],
-              buf.subarray(fill, fill + take),
+              out.buffer.subarray(fill, fill + take),
               p.datOffset + off,
               `${s.id}/${FILES.data}`,
             );
@@ -430,37 +426,48 @@ export async function writePlan(
       }
       if (fill > 0) await flush();
     }
-    try {
-      await out.sync();
-    } catch (e) {
-      throw ioError(e, "fsync");
-    }
-    let verifiedBytes = 0;
-    if (readBack) {
-      options.onProgress?.({ phase: "readback", done: 0, total });
-      for (const w of written) {
-        const data = buf.subarray(0, w.length);
-        try {
-          seekRead(out, data, w.offset, "read back");
-        } catch (e) {
-          throw ioError(e, "read back");
-        }
-        const crc = crc32c(data);
-        if (crc !== w.crc) {
-          throw new RestoreError(
-            "io",
-            `read back at offset ${w.offset} (${w.length} bytes) differs from what was written`,
-          );
-        }
-        verifiedBytes += w.length;
-        options.onProgress?.({ phase: "readback", done: verifiedBytes, total });
-        await breathe();
-      }
-    }
-    return { bytes: done, writes: written.length, verifiedBytes };
+    await out.drain();
+    writer.sync();
+    const verifiedBytes = readBack
+      ? await readBackWritten(path, written, out.buffer, options.onProgress, breathe)
+      : 0;
+    return { bytes: done, writes: out.writes, verifiedBytes, direct: writer.direct };
   } finally {
+    await pipe?.drain().catch(() => {}); // never leave a write running on a dropped buffer
+    writer?.close();
     for (const f of sources) f.close();
   }
+}
+
+/** Read each written range back from the medium and compare its checksum. */
+async function readBackWritten(
+  path: string,
+  written: ReadonlyArray<{ offset: number; length: number; crc: number }>,
+  scratch: Uint8Array,
+  onProgress: ((p: ProgressInfo) => void) | undefined,
+  breathe: () => Promise<void> | undefined,
+): Promise<number> {
+  const total = written.reduce((n, r) => n + r.length, 0);
+  let verified = 0;
+  onProgress?.({ phase: "readback", done: 0, total });
+  const reader = MediumReader.open(path, scratch.length);
+  try {
+    for (const r of written) {
+      const data = scratch.subarray(0, r.length);
+      if (reader.read(data, r.offset) !== r.length || crc32c(data) !== r.crc) {
+        throw new RestoreError(
+          "io",
+          `read back at offset ${r.offset} (${r.length} bytes) differs from what was written`,
+        );
+      }
+      verified += r.length;
+      onProgress?.({ phase: "readback", done: verified, total });
+      await breathe();
+    }
+  } finally {
+    reader.close();
+  }
+  return verified;
 }
 
 /** Options of {@linkcode applyRestore}. */
@@ -502,20 +509,18 @@ export async function applyRestore(
     };
     if (options.dryRun) {
       const seconds = (performance.now() - t0) / 1000;
-      return { ...base, dryRun: true, bytes: 0, writes: 0, verifiedBytes: 0, seconds };
+      return {
+        ...base,
+        dryRun: true,
+        bytes: 0,
+        writes: 0,
+        verifiedBytes: 0,
+        direct: false,
+        seconds,
+      };
     }
-    let out: Deno.FsFile;
-    try {
-      out = await Deno.open(target.info.realPath, { read: true, write: true });
-    } catch (e) {
-      throw ioError(e, `open ${target.info.path}`);
-    }
-    try {
-      const w = await writePlan(plan, out, options);
-      return { ...base, ...w, dryRun: false, seconds: (performance.now() - t0) / 1000 };
-    } finally {
-      out.close();
-    }
+    const w = await writePlan(plan, target.info.realPath, options);
+    return { ...base, ...w, dryRun: false, seconds: (performance.now() - t0) / 1000 };
   } finally {
     target.close();
   }
@@ -583,46 +588,36 @@ export async function exportImage(plan: Plan, options: ExportOptions): Promise<E
   } catch (e) {
     throw ioError(e, `open ${info.path}`);
   }
-  let out: Deno.FsFile | null = null;
-  let direct: ReturnType<typeof openDirect> | null = null;
+  let reader: MediumReader | null = null;
+  let writer: TargetWriter | null = null;
+  let pipe: WritePipeline | null = null;
   let ok = false;
   try {
     try {
-      out = await Deno.open(tmp, {
-        read: true,
-        write: true,
-        create: true,
-        truncate: true,
-        mode: 0o600,
-      });
+      (await Deno.open(tmp, { write: true, create: true, truncate: true, mode: 0o600 })).close();
     } catch (e) {
       throw ioError(e, `create ${tmp}`);
     }
     const ioSize = Math.max(plan.chunkSize, options.ioSize ?? DEFAULT_IO_SIZE);
-    const buf = new Uint8Array(ioSize);
     let copied = 0;
     options.onProgress?.({ phase: "copy", done: 0, total: info.size });
     // A mounted filesystem's page cache holds metadata that is not on the
     // disk yet (and so has no pre-image yet): read what the disk has.
-    direct = info.type === "block" ? openDirect(info.realPath, ioSize) : null;
-    while (copied < info.size) {
-      const want = Math.min(ioSize, info.size - copied);
-      const n = direct
-        ? direct.read(buf.subarray(0, want), copied)
-        : await readFull(src, buf.subarray(0, want)).catch((e) => {
-          throw ioError(e, `read ${info.path}`);
-        });
-      if (n !== want) throw new RestoreError("io", `${info.path} ended early at ${copied + n}`);
-      try {
-        seekWrite(out, buf.subarray(0, n), copied);
-      } catch (e) {
-        throw ioError(e, `write ${tmp}`);
-      }
+    reader = MediumReader.open(info.realPath, ioSize, info.type === "block");
+    writer = TargetWriter.open(tmp);
+    const out = pipe = new WritePipeline(writer, ioSize, (n) => {
       copied += n;
       options.onProgress?.({ phase: "copy", done: copied, total: info.size });
+    });
+    for (let at = 0; at < info.size; at += ioSize) {
+      const want = Math.min(ioSize, info.size - at);
+      const n = reader.read(out.buffer.subarray(0, want), at);
+      if (n !== want) throw new RestoreError("io", `${info.path} ended early at ${at + n}`);
+      await out.submit(n, at);
     }
-    direct?.close();
-    direct = null;
+    await out.drain();
+    reader.close();
+    reader = null;
     // Flush the device so that the pre-images of every write that completed
     // before our reads are in the store before we read it again.
     await flushDevice(src, info, options.sysBlock);
@@ -631,9 +626,8 @@ export async function exportImage(plan: Plan, options: ExportOptions): Promise<E
       throw new RestoreError("invalid", "the store changed device or size while exporting");
     }
     await verifyPlan(final, options.onProgress);
-    const w = await writePlan(final, out, options);
-    out.close();
-    out = null;
+    // writePlan's fsync covers the copy too: same file.
+    const w = await writePlan(final, tmp, options);
     try {
       await Deno.rename(tmp, options.output);
     } catch (e) {
@@ -650,9 +644,10 @@ export async function exportImage(plan: Plan, options: ExportOptions): Promise<E
       seconds: (performance.now() - t0) / 1000,
     };
   } finally {
-    direct?.close();
+    await pipe?.drain().catch(() => {});
+    writer?.close();
+    reader?.close();
     src.close();
-    out?.close();
     if (!ok) await Deno.remove(tmp).catch(() => {});
   }
 }
@@ -676,38 +671,4 @@ async function flushDevice(src: Deno.FsFile, info: TargetInfo, sysBlock?: string
       throw ioError(e, `flush ${loop}`);
     }
   }
-}
-
-const O_DIRECT = 0o40000;
-const DIRECT_ALIGN = 4096;
-
-/** An O_DIRECT reader of a block device, with its own aligned bounce buffer. */
-function openDirect(path: string, ioSize: number) {
-  let fd: number;
-  try {
-    fd = libcOpen(path, O_RDONLY | O_DIRECT);
-  } catch (e) {
-    throw ioError(e, `open ${path}`);
-  }
-  const raw = alloc(ioSize + DIRECT_ALIGN);
-  const skew = Number(addressOf(raw) % BigInt(DIRECT_ALIGN));
-  const bounce = raw.subarray((DIRECT_ALIGN - skew) % DIRECT_ALIGN);
-  return {
-    /** Fill `buf` from `offset`; returns the bytes read (short only at the end). */
-    read(buf: Uint8Array, offset: number): number {
-      const len = Math.ceil(buf.length / DIRECT_ALIGN) * DIRECT_ALIGN;
-      let n: number;
-      try {
-        n = libcPread(fd, bounce.subarray(0, len) as Uint8Array<ArrayBuffer>, offset);
-      } catch (e) {
-        throw ioError(e, `read ${path}`);
-      }
-      n = Math.min(n, buf.length);
-      buf.set(bounce.subarray(0, n));
-      return n;
-    },
-    close(): void {
-      libcClose(fd);
-    },
-  };
 }

@@ -60,6 +60,7 @@ Deno.test("apply: restore into the image gives each pre-mount state; reruns are 
     const events: string[] = [];
     const r = await applyRestore(p, {
       ioSize: 16384, // several writes per extent
+      readBack: true,
       onProgress: (e) => events.push(e.phase),
     });
     assert.deepEqual(await Deno.readFile(f.image), f.h.before[k], `k=${k}`);
@@ -67,8 +68,9 @@ Deno.test("apply: restore into the image gives each pre-mount state; reruns are 
     assert.equal(r.verifiedBytes, p.bytes);
     assert.equal(r.explicit, false);
     assert.deepEqual([...new Set(events)], ["verify", "write", "readback"]);
-    await applyRestore(p);
+    const again = await applyRestore(p);
     assert.deepEqual(await Deno.readFile(f.image), f.h.before[k], `rerun k=${k}`);
+    assert.equal(again.verifiedBytes, 0, "read-back is off by default");
   }
   await Deno.remove(f.dir, { recursive: true });
 });

@@ -47,12 +47,23 @@ const script: RestoreDeps = {
 Deno.test("cli restore: --session --yes --json restores and reports", async () => {
   const f = await fixture();
   const r = await run(
-    ["--store", f.root, "--json", "restore", f.image, "--session", f.ids[1], "--yes"],
+    [
+      "--store",
+      f.root,
+      "--json",
+      "restore",
+      f.image,
+      "--session",
+      f.ids[1],
+      "--yes",
+      "--read-back",
+    ],
     script,
   );
   assert.equal(r.code, 0, r.stderr);
   const j = JSON.parse(r.stdout);
   assert.equal(j.action, "restore");
+  assert.ok(j.checked_bytes >= j.bytes, "every pre-image of the chain was checksummed");
   assert.equal(j.dry_run, false);
   assert.equal(j.device, f.image);
   assert.equal(j.target, f.image);

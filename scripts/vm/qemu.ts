@@ -49,6 +49,8 @@ export interface VmOptions {
   silent?: boolean;
   /** Called with the QEMU child once started (power-cut tests kill it). */
   onStart?: (child: Deno.ChildProcess) => void;
+  /** Called with the guest command's output as it arrives (power-cut tests time the kill). */
+  onOutput?: (text: string) => void;
 }
 
 /** How a run ended. */
@@ -228,6 +230,7 @@ async function boot(opts: VmOptions, accel: "kvm" | "tcg"): Promise<VmResult> {
       pending = "";
     }
     output += text;
+    opts.onOutput?.(text);
     await live.write(enc.encode(text));
     if (opts.stream) await Deno.stdout.write(enc.encode(text));
   }

@@ -30,7 +30,7 @@ import {
 } from "./_lib/restore_common.ts";
 import { formatBytes, formatNs } from "./_lib/units.ts";
 import { openTarget, verifyPlan, writePlan } from "../lib/apply.ts";
-import type { Session } from "../lib/store.ts";
+import { markSuperseded, type Session } from "../lib/store.ts";
 import { checkChain, type Plan, planRestore } from "../lib/plan.ts";
 
 /** The options of `restore`. */
@@ -198,6 +198,14 @@ export async function runRestore(
     );
     progress.stop();
     const seconds = (performance.now() - t0) / 1000;
+    const unmarked = await markSuperseded(
+      plan.sessions.filter((s) => superseded.includes(s.id)),
+      plan.target.id,
+    );
+    // The restore is done either way; a missing mark only loses a guard.
+    for (const u of unmarked) {
+      eprintln(`bdsnap: warning: could not mark session ${u.id} as superseded: ${u.error}`);
+    }
     const when = plan.target.meta ? formatNs(plan.target.meta.mountTimeNs) : "?";
     const checked = plan.sessions.reduce((n, s) => n + s.dataBytes, 0);
     report(
@@ -216,7 +224,8 @@ export async function runRestore(
         ...(superseded.length > 0
           ? [
             `note: the ${superseded.length} later session(s) of ${plan.device} describe changes ` +
-            `this restore undid; do not restore to them any more (remove them from the store)`,
+            `this restore undid; they are marked superseded and can no longer be restored to ` +
+            `(see bdsnap sessions)`,
           ]
           : []),
       ],

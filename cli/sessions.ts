@@ -55,7 +55,7 @@ export function sessionLines(sessions: Session[]): string[] {
         j.end_ns ? formatNs(j.end_ns) : "-",
         String(sessionChunks(s)),
         formatBytes(s.dataBytes),
-        s.state + (j.error ? ` (${j.error})` : ""),
+        s.state + (j.error ? ` (${j.error})` : "") + (j.superseded_by ? ", superseded" : ""),
       ];
     }),
   );

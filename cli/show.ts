@@ -32,6 +32,7 @@ export function showLines(s: Session, ranges: Range[] | null): string[] {
     `device:      ${j.device}${j.kind ? ` (${j.kind}${j.dev ? `, ${j.dev}` : ""})` : ""}`,
     `filesystem:  ${j.fs_type ?? "-"}`,
     `state:       ${j.state}${j.error ? ` (${j.error})` : ""}`,
+    ...(j.superseded_by ? [`superseded:  undone by the restore to ${j.superseded_by}`] : []),
     `started:     ${j.start_ns ? formatNs(j.start_ns) : "-"}`,
     `ended:       ${j.end_ns ? formatNs(j.end_ns) : "-"}`,
     `device size: ${j.size === null ? "-" : formatBytes(j.size)}` +

@@ -40,6 +40,8 @@ export type RestoreErrorCode =
   | "missing"
   /** A later session saw writes outside any session: the chain is not exact. */
   | "unmounted-writes"
+  /** A restore to an earlier session undid the session's changes (superseded.json). */
+  | "superseded"
   /** A session that may belong to the chain is from another device path. */
   | "ambiguous"
   /** The target's size differs from the recorded device size. */

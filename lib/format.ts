@@ -75,7 +75,41 @@ export const FILES = {
   data: "blocks.dat",
   map: "blocks.map",
   meta: "meta.json",
+  /** Written by the restorer, never by the module (FORMAT.md, "Superseded sessions"). */
+  superseded: "superseded.json",
 } as const;
+
+/**
+ * The restorer's mark on a session whose changes a restore to an earlier
+ * session undid: its own pre-mount state belongs to a discarded history.
+ */
+export interface SupersededMark {
+  /** The session the device was restored to. */
+  restoredTo: string;
+  /** When the restore finished, ISO 8601. */
+  time: string;
+}
+
+/** superseded.json's text. */
+export function encodeSuperseded(m: SupersededMark): string {
+  return JSON.stringify({ format: 1, restored_to: m.restoredTo, time: m.time }) + "\n";
+}
+
+/**
+ * Parse superseded.json. An unreadable mark still marks the session (the
+ * safe reading): its fields then say so.
+ */
+export function parseSuperseded(text: string): SupersededMark {
+  try {
+    const j = JSON.parse(text);
+    if (typeof j?.restored_to === "string" && typeof j?.time === "string") {
+      return { restoredTo: j.restored_to, time: j.time };
+    }
+  } catch {
+    // fall through
+  }
+  return { restoredTo: "(unreadable superseded.json)", time: "" };
+}
 
 /**
  * The store holds something that breaks the format. `offset` is the byte

@@ -164,6 +164,17 @@ export function checkChain(
       k.problems,
     );
   }
+  if (k.superseded !== null) {
+    // Its pre-mount state belongs to the history the restore discarded: the
+    // chain would mix that history's pre-images with the present one's.
+    const when = k.superseded.time === "" ? "" : ` on ${k.superseded.time}`;
+    throw new RestoreError(
+      "superseded",
+      `session ${k.id} was undone by the restore to ${k.superseded.restoredTo}${when}: ` +
+        `the state before its mount is no longer reachable (sessions up to and including ` +
+        `${k.superseded.restoredTo} still are)`,
+    );
+  }
   const meta = k.meta;
   const device = meta.device;
   if (options.device !== undefined && options.device !== device) {

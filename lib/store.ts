@@ -32,6 +32,7 @@ import { type Problem, RestoreError } from "./errors.ts";
 import {
   decodeMapHeader,
   decodeMapRecord,
+  encodeSuperseded,
   FILES,
   FormatError,
   MAP_HEADER_SIZE,
@@ -39,9 +40,11 @@ import {
   type MapHeader,
   parseMeta,
   parseSessionId,
+  parseSuperseded,
   type SessionIdParts,
   type SessionMeta,
   storeName,
+  type SupersededMark,
 } from "./format.ts";
 
 /** Where the module keeps sessions unless told otherwise. */
@@ -99,6 +102,8 @@ export interface Session {
   tail: TornTail | null;
   /** Why the session is damaged or incomplete (empty otherwise). */
   problems: Problem[];
+  /** The restorer's mark when a restore to an earlier session undid this one's changes. */
+  superseded: SupersededMark | null;
 }
 
 /** Options of {@linkcode readSession} and {@linkcode listSessions}. */
@@ -180,6 +185,7 @@ export async function readSession(dir: string, options: ReadOptions = {}): Promi
     datSize: 0,
     tail: null,
     problems: [],
+    superseded: null,
   };
   const problem = (file: string | undefined, message: string, offset?: number) => {
     session.problems.push({ session: id, file, offset, message });
@@ -188,11 +194,13 @@ export async function readSession(dir: string, options: ReadOptions = {}): Promi
   let metaBytes: Uint8Array | null;
   let mapBytes: Uint8Array | null;
   let datSize: number | null;
+  let mark: Uint8Array | null;
   try {
-    [metaBytes, mapBytes, datSize] = await Promise.all([
+    [metaBytes, mapBytes, datSize, mark] = await Promise.all([
       readOptional(`${dir}/${FILES.meta}`),
       readOptional(`${dir}/${FILES.map}`),
       sizeOptional(`${dir}/${FILES.data}`),
+      readOptional(`${dir}/${FILES.superseded}`),
     ]);
   } catch (e) {
     // Permission problems concern the whole store: let them through. Any
@@ -202,6 +210,7 @@ export async function readSession(dir: string, options: ReadOptions = {}): Promi
     return session;
   }
   session.datSize = datSize ?? 0;
+  if (mark !== null) session.superseded = parseSuperseded(new TextDecoder().decode(mark));
 
   const missing: string[] = [];
   if (metaBytes === null) missing.push(FILES.meta);
@@ -530,6 +539,28 @@ export async function verifySessionData(
     file.close();
   }
   return problems;
+}
+
+/**
+ * Mark `sessions` as undone by a restore to `restoredTo` (superseded.json,
+ * mode 0600), so that no later restore targets their discarded pre-mount
+ * states. Returns the sessions that could not be marked, with why.
+ */
+export async function markSuperseded(
+  sessions: readonly Session[],
+  restoredTo: string,
+  time: Date = new Date(),
+): Promise<Array<{ id: string; error: string }>> {
+  const failed: Array<{ id: string; error: string }> = [];
+  const text = encodeSuperseded({ restoredTo, time: time.toISOString() });
+  for (const s of sessions) {
+    try {
+      await Deno.writeTextFile(`${s.dir}/${FILES.superseded}`, text, { mode: 0o600 });
+    } catch (e) {
+      failed.push({ id: s.id, error: e instanceof Error ? e.message : String(e) });
+    }
+  }
+  return failed;
 }
 
 /** Read until `buf` is full or the file ends; returns the bytes read. */

@@ -109,6 +109,8 @@ export interface SessionJson {
   size: number | null;
   chunk_size: number | null;
   unmounted_writes_before: number | null;
+  /** The session a restore went back to, undoing this one (superseded.json); else null. */
+  superseded_by: string | null;
   problems: string[];
 }
 
@@ -135,6 +137,7 @@ export function sessionJson(s: Session): SessionJson {
     size: m?.size ?? s.header?.deviceSize ?? null,
     chunk_size: m?.chunkSize ?? s.header?.chunkSize ?? null,
     unmounted_writes_before: m?.unmountedWritesBefore ?? null,
+    superseded_by: s.superseded?.restoredTo ?? null,
     problems: s.problems.map(formatProblem),
   };
 }

@@ -64,6 +64,7 @@ const SESSION_KEYS = [
   "size",
   "chunk_size",
   "unmounted_writes_before",
+  "superseded_by",
   "problems",
 ];
 
@@ -104,6 +105,7 @@ Deno.test("sessions --json: stable shape, oldest first, filtered by device", asy
       size: SIZE,
       chunk_size: 4096,
       unmounted_writes_before: 0,
+      superseded_by: null,
       problems: undefined,
     },
   );

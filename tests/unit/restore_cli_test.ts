@@ -10,6 +10,7 @@ import {
   writeHistory,
 } from "../_store_writer.ts";
 import type { RestoreDeps } from "../../cli/_lib/restore_common.ts";
+import { listSessions } from "../../lib/store.ts";
 
 const SIZE = 256 * 1024;
 
@@ -143,6 +144,30 @@ Deno.test("cli restore: refusals write nothing and give the documented exit code
   assert.deepEqual(await Deno.readFile(f.image), f.h.final);
   await Deno.remove(f.dir, { recursive: true });
   await Deno.remove(g.dir, { recursive: true });
+});
+
+Deno.test("cli restore: later sessions become superseded; earlier states stay reachable", async () => {
+  const f = await fixture();
+  const base = ["--store", f.root, "--json"];
+  const first = await run([...base, "restore", f.image, "--session", f.ids[1], "--yes"], script);
+  assert.equal(first.code, 0, first.stderr);
+  assert.deepEqual(JSON.parse(first.stdout).superseded, [f.ids[2]]);
+  assert.deepEqual(await Deno.readFile(f.image), f.h.before[1]);
+
+  const marks = (await listSessions(f.root)).map((s) => s.superseded?.restoredTo ?? null);
+  assert.deepEqual(marks, [null, null, f.ids[1]]);
+
+  // The undone session's pre-mount state belongs to the discarded history.
+  const again = await run([...base, "restore", f.image, "--session", f.ids[2], "--yes"], script);
+  assert.equal(again.code, 1);
+  assert.match(again.stderr, new RegExp(`undone by the restore to ${f.ids[1]}`));
+  assert.deepEqual(await Deno.readFile(f.image), f.h.before[1], "nothing written");
+
+  // Earlier states are still exact, through the marked session's pre-images.
+  const older = await run([...base, "restore", f.image, "--session", f.ids[0], "--yes"], script);
+  assert.equal(older.code, 0, older.stderr);
+  assert.deepEqual(await Deno.readFile(f.image), f.h.before[0]);
+  await Deno.remove(f.dir, { recursive: true });
 });
 
 Deno.test("cli export: writes the pre-mount image, leaves the device alone", async () => {

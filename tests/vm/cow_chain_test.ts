@@ -6,7 +6,15 @@
  */
 import assert from "node:assert/strict";
 import { sh, sha256, testDisks } from "./_helpers.ts";
-import { activate, deactivate, loadModule, restore, sessions, withMount } from "./_bdsnap.ts";
+import {
+  activate,
+  bdsnapTry,
+  deactivate,
+  loadModule,
+  restore,
+  sessions,
+  withMount,
+} from "./_bdsnap.ts";
 
 Deno.test("three ext4 sessions: restore to each pre-mount state", async () => {
   const [dev] = testDisks();
@@ -31,4 +39,11 @@ Deno.test("three ext4 sessions: restore to each pre-mount state", async () => {
     await restore(dev, list[k].id);
     assert.equal(await sha256(dev), hashes[k], `restore to session ${k + 1}`);
   }
+  // The restores undid sessions 2 and 3: they are marked, and refused as targets.
+  const after = await sessions(dev);
+  assert.deepEqual(after.map((s) => s.superseded_by), [null, list[0].id, list[0].id]);
+  const refused = await bdsnapTry(`restore ${dev} --session ${list[2].id} --yes`);
+  assert.equal(refused.code, 1);
+  assert.match(refused.stderr, /undone by the restore to/);
+  assert.equal(await sha256(dev), hashes[0], "nothing written");
 });

@@ -73,7 +73,14 @@ Deno.test("export while mounted gives the pre-mount image; --target restores a c
   // Into another device of the same size, leaving the original alone.
   await sh(`dd if=${dev} of=${other} bs=1M status=none oflag=direct`);
   const original = await sha256(dev);
-  await restore(dev, s.id, `--target ${other}`);
+  // With --read-back: the written ranges are re-read through O_DIRECT and compared.
+  const copy = JSON.parse(
+    await bdsnap(`--json restore ${dev} --session ${s.id} --target ${other} --yes --read-back`),
+  );
+  assert.equal(copy.direct_io, true);
+  assert.equal(copy.verified_bytes, copy.written_bytes);
+  assert.ok(copy.written_bytes > 0);
+  assert.deepEqual(copy.superseded, [], "a restore into another device marks nothing");
   assert.equal(await sha256(other), before);
   assert.equal(await sha256(dev), original);
   // A target of another size is refused.

@@ -3,7 +3,10 @@
  * themselves), then every VM test file in its own boot on each kernel.
  * Ends with "N passed, N failed" and exits non-zero on any failure.
  *
- *   deno task test [--kernel 6.1|6.12]… [--only SUBSTRING[,…]] [--jobs N] [--skip-unit]
+ *   deno task test [--kernel 6.1|6.12|debug]… [--only SUBSTRING[,…]] [--jobs N] [--skip-unit]
+ *
+ * The debug kernel (KASAN, lockdep, kmemleak…) is never a default; under
+ * TCG it runs several times slower, so its VM timeouts are multiplied.
  *
  * A VM test file may start with a directive line for its VM, e.g.
  *   // vm: disks=3 disk-size=256M store-size=64M timeout=600 memory=2048
@@ -102,13 +105,18 @@ async function vmDirective(file: string): Promise<Partial<VmOptions>> {
   return o;
 }
 
+/** How much longer a VM test may take on the debug kernel than its directive says. */
+const DEBUG_TIMEOUT_FACTOR = 4;
+
 async function runVmFile(k: Kernel, file: string): Promise<void> {
   const name = `${file} [${k.series}]`;
   console.log(`\n=== ${name}`);
+  const vm = await vmDirective(file);
+  if (k.series === "debug") vm.timeout = (vm.timeout ?? 900) * DEBUG_TIMEOUT_FACTOR;
   const r = await runVm({
     kernel: k,
     command: `"$BDSNAP_DENO" test -A --quiet ${file}`,
-    ...(await vmDirective(file)),
+    ...vm,
   });
   console.log(r.output.trimEnd());
   const extra: string[] = [];

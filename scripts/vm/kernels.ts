@@ -5,13 +5,20 @@
  * /lib/modules.
  * @module
  */
+import { provisionDebugKernel } from "./debug_kernel.ts";
 import { aptUpdate } from "./host_tools.ts";
 import { log, run, runChecked } from "./_process.ts";
 import { cacheDir } from "./paths.ts";
 
-/** The kernel series we test on. */
+/** The Debian kernel series we test on by default. */
 export const SERIES = ["6.1", "6.12"] as const;
-export type Series = typeof SERIES[number];
+type DebianSeries = typeof SERIES[number];
+/**
+ * A kernel `--kernel` accepts: a Debian series, or "debug", our own build of
+ * Debian's kernel source with KASAN, lockdep and friends (debug_kernel.ts).
+ * The debug kernel is never among the defaults: it is slow to build and boot.
+ */
+export type Series = DebianSeries | "debug";
 
 /** A provisioned kernel. All paths are absolute. */
 export interface Kernel {
@@ -29,23 +36,24 @@ export interface Kernel {
 }
 
 /** Package-name pattern of the unsigned image per series; the ABI name is group 1. */
-const IMAGE_PATTERN: Record<Series, RegExp> = {
+const IMAGE_PATTERN: Record<DebianSeries, RegExp> = {
   "6.1": /^linux-image-(6\.1\.0-\d+-amd64)-unsigned$/,
   "6.12": /^linux-image-(6\.12\.\d+\+deb12-amd64)-unsigned$/,
 };
 
-/** Parse `--kernel` values: "6.1" or "6.12". */
+/** Parse `--kernel` values: "6.1", "6.12" or "debug". */
 export function parseSeries(value: string): Series {
-  if ((SERIES as readonly string[]).includes(value)) return value as Series;
-  throw new Error(`unknown kernel series '${value}': use one of ${SERIES.join(", ")}`);
+  if ((SERIES as readonly string[]).includes(value) || value === "debug") return value as Series;
+  throw new Error(`unknown kernel series '${value}': use one of ${SERIES.join(", ")}, debug`);
 }
 
 function kernelJson(series: Series): string {
   return `${cacheDir()}/kernels/${series}.json`;
 }
 
-/** Return the cached kernel of a series, provisioning it on first use. */
+/** Return the cached kernel of a series, provisioning (or building) it on first use. */
 export async function provisionKernel(series: Series, refresh = false): Promise<Kernel> {
+  if (series === "debug") return await provisionDebugKernel(refresh);
   if (!refresh) {
     try {
       const k = JSON.parse(await Deno.readTextFile(kernelJson(series))) as Kernel;
@@ -112,7 +120,7 @@ async function findDeb(dir: string, pkg: string): Promise<string> {
 }
 
 /** Newest ABI of the series whose image, headers and kbuild are all available. */
-async function newestRelease(series: Series): Promise<string> {
+async function newestRelease(series: DebianSeries): Promise<string> {
   let names = await searchNames("^linux-image-6\\.");
   if (names.length === 0) {
     await aptUpdate();

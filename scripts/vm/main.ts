@@ -1,5 +1,5 @@
 /**
- * `deno task vm --kernel 6.1|6.12 [--disks N --disk-size S] -- <command>`
+ * `deno task vm --kernel 6.1|6.12|debug [--disks N --disk-size S] -- <command>`
  *
  * Provisions the kernel, builds kmod/ for it, boots it under QEMU and runs
  * the command in the guest. Exits with the command's status, or 1 when the
@@ -12,10 +12,11 @@ import { parseSeries, provisionKernel } from "./kernels.ts";
 import { buildKmod } from "./kmod.ts";
 import { parseSize, runVm } from "./qemu.ts";
 
-const USAGE = `usage: deno task vm --kernel 6.1|6.12 [options] -- <command…>
+const USAGE = `usage: deno task vm --kernel 6.1|6.12|debug [options] -- <command…>
 
 options:
-  --kernel SERIES     Debian kernel series to boot: 6.1 or 6.12 (default 6.12)
+  --kernel SERIES     Debian kernel series to boot: 6.1 or 6.12 (default 6.12),
+                      or debug: Debian's 6.12 source built with KASAN, lockdep…
   --disks N           test disks, /dev/vd* listed in $BDSNAP_TEST_DISKS (default 2)
   --disk-size S       size of each test disk, e.g. 512M, 2G (default 1G)
   --store-size S      size of the /snapshot store disk (default 2G; 0 = none)
@@ -24,7 +25,8 @@ options:
   --timeout SECONDS   kill the VM after this long (default 900)
   --accel kvm|tcg     skip the KVM probe
   --no-build          do not rebuild kmod/ first
-  --refresh           re-download the newest kernel of the series
+  --refresh           re-download the newest kernel of the series (debug: rebuild
+                      if a newer source package is out)
   --keep              keep the run directory (logs and disk images)
 
 In the guest: the host root read-only with a tmpfs overlay, the repository at

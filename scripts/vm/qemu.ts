@@ -247,7 +247,9 @@ async function boot(opts: VmOptions, accel: "kvm" | "tcg"): Promise<VmResult> {
   const status = statusText === "" ? null : Number(statusText);
   const consoleText = await read(consoleLog);
   const dmesg = await read(`${results}/dmesg.txt`);
-  const findings = scanKernelLog(consoleText + "\n" + dmesg);
+  // Written by the guest only when the kernel has kmemleak (the debug kernel).
+  const kmemleak = await read(`${results}/kmemleak.txt`);
+  const findings = scanKernelLog([consoleText, dmesg, kmemleak].join("\n"));
   if (!exit.success && status === null && !timedOut) {
     output += `\n[vm] qemu exited with ${exit.code}: ${qemuErr.trim()}\n`;
   }

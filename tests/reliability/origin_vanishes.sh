@@ -8,6 +8,7 @@
 . "$(dirname "$0")/_guest.sh"
 M=/mnt/ov
 mkdir -p $M /mnt/host1
+modprobe -q dm-mod
 rel_load || exit 1
 
 # writer DIR: fsync-heavy writes until killed; errors are expected once the device is gone.
@@ -60,7 +61,11 @@ variant_run() {
 	bounded 60 bash -c "while kill -0 $wpid 2>/dev/null; do sleep 1; done" || problems+=("writer hung")
 	wait $wpid 2>/dev/null
 	bounded 120 umount $M || bounded 60 umount -l $M || problems+=("umount hung")
-	[ -e "$dev" ] && [ "$variant" != loop ] && problems+=("$dev still exists after removal")
+	case $variant in
+	pci) [ -e "/sys/block/$(basename "$dev")" ] && problems+=("$dev still exists after removal") ;;
+	dm) dmsetup info borg >/dev/null 2>&1 && problems+=("borg still exists after the unmount") ;;
+	loop) losetup "$loopdev" >/dev/null 2>&1 && problems+=("$loopdev still attached after the unmount") ;;
+	esac
 	bounded 120 bdsnap deactivate "$act" --password-file "$PWFILE" >/dev/null ||
 		problems+=("deactivate by name failed")
 	local devices sessions

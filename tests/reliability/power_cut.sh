@@ -63,7 +63,9 @@ if [ -n "${CUT_NEXT_CYCLE:-}" ]; then
 	c=$CUT_NEXT_CYCLE
 	rel_load || exit 1
 	python3 "$REL_DIR/power_cut.py" prepare "$c" || exit 1
-	python3 -c 'import bdsnap_ctl as b, sys; sys.exit(b.activate(sys.argv[1]))' "$CUT_DEV" || exit 1
+	# The power is cut soon: the hash file and the state must be on disk first.
+	sync
+	python3 -c 'import bdsnap_ctl as b, sys; e = b.activate(sys.argv[1]); print(f"activate: {b.errname(e)}") if e else None; sys.exit(e)' "$CUT_DEV" || exit 1
 	mount -t ext4 "$CUT_DEV" /mnt/cut || exit 1
 	python3 "$REL_DIR/power_cut.py" fsload /mnt/cut/load &
 	python3 "$REL_DIR/power_cut.py" fsload /mnt/cut/load2 &

@@ -7,8 +7,9 @@ dev=${DISKS[0]}
 store=$BDSNAP_STORE_DISK
 M=/mnt/sf
 mkdir -p $M
+modprobe -q dm-flakey
 rel_load || exit 1
-dd if=/dev/urandom of=/tmp/new bs=1M count=96 status=none
+dd if=/dev/urandom of=/tmp/new bs=1M count=32 status=none
 umount /snapshot || exit 1
 
 variant_run() {
@@ -19,14 +20,14 @@ variant_run() {
 	mount /dev/mapper/bstore /snapshot && chmod 0700 /snapshot || return 1
 
 	mkfs.ext4 -q -F -E nodiscard "$dev"
-	mount "$dev" $M && dd if=/dev/urandom of=$M/old bs=1M count=96 status=none && umount $M
+	mount "$dev" $M && dd if=/dev/urandom of=$M/old bs=1M count=32 status=none && umount $M
 	bdsnap activate "$dev" --password-file "$PWFILE" >/dev/null || return 1
 	mount "$dev" $M || return 1
 	sid=$(status_field 'd["sessions"][0]["id"] if d["sessions"] else ""')
 	# Writers: overwrite a file (its pre-images go to the store), fio with verify.
 	(dd if=/tmp/new of=$M/old bs=64k conv=notrunc,fsync status=none; echo "dd $?" >/tmp/dd.rc) &
 	dd_pid=$!
-	fio --name=v --filename=$M/v --rw=randwrite --bs=4k --size=24M --verify=crc32c \
+	fio --name=v --filename=$M/v --rw=randwrite --bs=4k --size=12M --verify=crc32c \
 		--verify_fatal=1 --direct=1 --fsync=16 --output=/tmp/fio.out >/dev/null 2>&1 &
 	fio_pid=$!
 	sleep 2

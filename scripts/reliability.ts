@@ -38,9 +38,9 @@ const USAGE = `usage: deno task test:reliability [options]
 
   --kernel SERIES     6.1 or 6.12; repeat for both (default: both)
   --only NAMES        comma-separated subset of: ${SCENARIOS.map((s) => s.name).join(", ")}
-  --runs N            repetitions of each repeating scenario (power_cut: cuts, default 20;
-                      store_faults, origin_vanishes: rounds of all variants, default 1;
-                      control_fuzz: 1000s of calls, default 20)
+  --runs N            rounds of every variant of store_faults and origin_vanishes (default 1)
+  --cuts N            power cuts per kernel (default 20)
+  --fuzz-calls N      calls made by the control fuzzer (default 20000)
   --soak-minutes M    guest minutes of fio verify in the soak (default 20)
   --stress-seconds S  duration of the control stress (default 300)
   --seed N            random seed (default: time based; printed)
@@ -69,6 +69,19 @@ export function markdownTable(results: ScenarioResult[]): string {
   );
 }
 
+function order(name: string): number {
+  return SCENARIOS.findIndex((s) => s.name === name);
+}
+
+/** Results already written today for a kernel, or none. */
+async function readResults(file: string): Promise<ScenarioResult[]> {
+  try {
+    return JSON.parse(await Deno.readTextFile(file)).results ?? [];
+  } catch {
+    return [];
+  }
+}
+
 function failed(r: ScenarioResult): boolean {
   return r.passed !== r.runs || r.dataLost !== 0 || r.runs === 0;
 }
@@ -79,7 +92,9 @@ async function main(): Promise<number> {
     options: {
       kernel: { type: "string", multiple: true },
       only: { type: "string" },
-      runs: { type: "string" },
+      runs: { type: "string", default: "1" },
+      cuts: { type: "string", default: "20" },
+      "fuzz-calls": { type: "string", default: "20000" },
       "soak-minutes": { type: "string", default: "20" },
       "stress-seconds": { type: "string", default: "300" },
       seed: { type: "string" },
@@ -101,7 +116,9 @@ async function main(): Promise<number> {
   }
   const scenarios = SCENARIOS.filter((s) => !only || only.includes(s.name));
   const opts: ReliabilityOptions = {
-    runs: values.runs ? Number(values.runs) : null,
+    runs: Number(values.runs),
+    cuts: Number(values.cuts),
+    fuzzCalls: Number(values["fuzz-calls"]),
     soakMinutes: Number(values["soak-minutes"]),
     stressSeconds: Number(values["stress-seconds"]),
     seed: values.seed ? Number(values.seed) : Date.now() % 1_000_000,
@@ -146,16 +163,20 @@ async function main(): Promise<number> {
     const date = new Date().toISOString().slice(0, 10);
     const base = `${values.out}/${date}-${kernel.series}`;
     await Deno.mkdir(values.out!, { recursive: true });
+    // Several invocations on one day (e.g. --only power_cut, then the rest) add up in one file.
+    const earlier = await readResults(`${base}.json`);
+    const kept = earlier.filter((e) => !results.some((r) => r.scenario === e.scenario));
+    const all = [...kept, ...results].sort((a, b) => order(a.scenario) - order(b.scenario));
     const doc = {
       date,
       kernel: { series: kernel.series, release: kernel.release },
       options: opts,
       host: { cpus: navigator.hardwareConcurrency },
-      results,
+      results: all,
     };
     await Deno.writeTextFile(`${base}.json`, JSON.stringify(doc, null, 2) + "\n");
     const md = `# Reliability suite, ${kernel.release} (${date})\n\n` +
-      `Options: ${JSON.stringify(opts)}\n\n${markdownTable(results)}\n`;
+      `Options of the last invocation: ${JSON.stringify(opts)}\n\n${markdownTable(all)}\n`;
     await Deno.writeTextFile(`${base}.md`, md);
     console.log(`\n${markdownTable(results)}\n`);
     console.error(`[reliability] results: ${base}.json, .md`);

@@ -14,8 +14,12 @@ export { rng } from "../_store_writer.ts";
 
 /** Options of one `deno task test:reliability` invocation. */
 export interface ReliabilityOptions {
-  /** Repetitions for scenarios that repeat (power_cut: cuts). */
-  runs: number | null;
+  /** Rounds of every variant (store_faults, origin_vanishes). */
+  runs: number;
+  /** Power cuts per kernel. */
+  cuts: number;
+  /** Calls made by the control fuzzer. */
+  fuzzCalls: number;
   soakMinutes: number;
   stressSeconds: number;
   /** Random seed for the whole invocation (printed, so a run can be repeated). */
@@ -144,7 +148,7 @@ export function tally(
     for (const r of b.runs) {
       res.dataLost += r.lost ?? 0;
       if (r.ok && !b.problem) res.passed += 1;
-      if (!r.ok && r.note) res.notes.push(`FAILED: ${r.note}`);
+      if (r.note) res.notes.push(r.ok ? r.note : `FAILED: ${r.note}`);
       for (const [k, v] of Object.entries(r.metrics ?? {})) {
         const list = (res.metrics[k] ??= []) as unknown[];
         list.push(v);

@@ -8,17 +8,15 @@
  */
 import { guestScenario, MiB } from "./_scenario.ts";
 
-const cases = (runs: number | null) => (runs ?? 20) * 1000;
-
 export const controlFuzz = guestScenario({
   name: "control_fuzz",
   summary: "hostile arguments to both system calls and every ioctl, 4 threads at once",
-  script: (o) => ["control_fuzz.sh", String(cases(o.runs))],
-  vm: (o) => ({ disks: 1, storeSize: 256 * MiB, timeout: 600 + cases(o.runs) / 10 }),
+  script: (o) => ["control_fuzz.sh", String(o.fuzzCalls)],
+  vm: (o) => ({ disks: 1, storeSize: 256 * MiB, timeout: 600 + o.fuzzCalls / 10 }),
   expected: 1,
   finish: (r, _b, o) => {
     // One run line reports all cases: count each call as a run.
-    const n = ((r.metrics.cases ?? []) as number[])[0] ?? cases(o.runs);
+    const n = ((r.metrics.cases ?? []) as number[])[0] ?? o.fuzzCalls;
     r.passed = r.passed === 1 ? n : 0;
     r.runs = n;
   },

@@ -16,5 +16,5 @@ export const originVanishes = guestScenario({
   script: () => ["origin_vanishes.sh", ...VARIANTS],
   vm: () => ({ disks: 3, diskSize: 256 * MiB, storeSize: 512 * MiB, timeout: 1200 }),
   expected: VARIANTS.length,
-  rounds: (o) => o.runs ?? 1,
+  rounds: (o) => o.runs,
 });

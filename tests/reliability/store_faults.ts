@@ -16,5 +16,5 @@ export const storeFaults = guestScenario({
   script: () => ["store_faults.sh", ...VARIANTS],
   vm: () => ({ disks: 1, diskSize: 256 * MiB, storeSize: 512 * MiB, timeout: 1500 }),
   expected: VARIANTS.length,
-  rounds: (o) => o.runs ?? 1,
+  rounds: (o) => o.runs,
 });

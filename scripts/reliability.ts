@@ -8,7 +8,7 @@
  */
 import { parseArgs } from "node:util";
 import { ensureHostTools } from "./vm/host_tools.ts";
-import { parseSeries, provisionKernel, SERIES } from "./vm/kernels.ts";
+import { type Kernel, parseSeries, provisionKernel, SERIES } from "./vm/kernels.ts";
 import { buildKmod } from "./vm/kmod.ts";
 import { REPO } from "./vm/paths.ts";
 import type {
@@ -80,6 +80,32 @@ async function readResults(file: string): Promise<ScenarioResult[]> {
   } catch {
     return [];
   }
+}
+
+/** Add one result to tests/reliability/results/<date>-<kernel>.json and .md. */
+async function save(
+  out: string,
+  kernel: Kernel,
+  opts: ReliabilityOptions,
+  r: ScenarioResult,
+): Promise<void> {
+  const date = new Date().toISOString().slice(0, 10);
+  const base = `${out}/${date}-${kernel.series}`;
+  await Deno.mkdir(out, { recursive: true });
+  // Several invocations on one day (e.g. --only power_cut, then the rest) add up in one file.
+  const earlier = (await readResults(`${base}.json`)).filter((e) => e.scenario !== r.scenario);
+  const all = [...earlier, r].sort((a, b) => order(a.scenario) - order(b.scenario));
+  const doc = {
+    date,
+    kernel: { series: kernel.series, release: kernel.release },
+    options: opts,
+    host: { cpus: navigator.hardwareConcurrency },
+    results: all,
+  };
+  await Deno.writeTextFile(`${base}.json`, JSON.stringify(doc, null, 2) + "\n");
+  const md = `# Reliability suite, ${kernel.release} (${date})\n\n` +
+    `Options of the last invocation: ${JSON.stringify(opts)}\n\n${markdownTable(all)}\n`;
+  await Deno.writeTextFile(`${base}.md`, md);
 }
 
 function failed(r: ScenarioResult): boolean {
@@ -158,28 +184,12 @@ async function main(): Promise<number> {
       );
       for (const n of r.notes) console.error(`    ${n}`);
       for (const l of r.logs) console.error(`    logs: ${l}`);
+      // Written after every scenario, so an interrupted invocation keeps what it finished.
+      await save(values.out!, kernel, opts, r);
     }
     bad += results.filter(failed).length;
-    const date = new Date().toISOString().slice(0, 10);
-    const base = `${values.out}/${date}-${kernel.series}`;
-    await Deno.mkdir(values.out!, { recursive: true });
-    // Several invocations on one day (e.g. --only power_cut, then the rest) add up in one file.
-    const earlier = await readResults(`${base}.json`);
-    const kept = earlier.filter((e) => !results.some((r) => r.scenario === e.scenario));
-    const all = [...kept, ...results].sort((a, b) => order(a.scenario) - order(b.scenario));
-    const doc = {
-      date,
-      kernel: { series: kernel.series, release: kernel.release },
-      options: opts,
-      host: { cpus: navigator.hardwareConcurrency },
-      results: all,
-    };
-    await Deno.writeTextFile(`${base}.json`, JSON.stringify(doc, null, 2) + "\n");
-    const md = `# Reliability suite, ${kernel.release} (${date})\n\n` +
-      `Options of the last invocation: ${JSON.stringify(opts)}\n\n${markdownTable(all)}\n`;
-    await Deno.writeTextFile(`${base}.md`, md);
     console.log(`\n${markdownTable(results)}\n`);
-    console.error(`[reliability] results: ${base}.json, .md`);
+    console.error(`[reliability] results in ${values.out}/`);
   }
   console.log(bad === 0 ? "reliability: all passed" : `reliability: ${bad} scenario(s) FAILED`);
   return bad === 0 ? 0 : 1;

@@ -35,7 +35,7 @@ for i in 0 1 2 3; do
 done
 pids=()
 for i in 0 1 2 3; do
-	fio --name=soak$i --filename=/mnt/soak$i/fio --size=64M --rw=randwrite --bs=4k-64k \
+	fio --name=soak$i --filename=/mnt/soak$i/fio --size=32M --rw=randwrite --bs=4k-64k \
 		--ioengine=psync --fsync=32 --verify=crc32c --verify_backlog=256 --verify_fatal=1 \
 		--time_based --runtime=$((minutes * 60)) --output=/tmp/fio$i.out >/dev/null 2>&1 &
 	pids+=($!)

@@ -16,7 +16,7 @@ const MiB = 1024 ** 2;
 /** What the host measured. */
 export interface HostRestore {
   bytes: number;
-  /** The CLI's own seconds (verify, write, fsync, read back). */
+  /** The CLI's own seconds (verify, write, fsync; read-back is opt-in and off). */
   seconds: number;
   mib_s: number;
   raw_mib_s: number;

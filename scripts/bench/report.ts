@@ -287,7 +287,7 @@ export function markdown(r: BenchResult): string {
   if (g.restore) {
     lines.push(
       `Restore: ${f(g.restore.bytes / 1024 ** 2, 1)} MiB at ${f(g.restore.mib_s, 1)} MiB/s ` +
-        `(the CLI's ${f(g.restore.seconds)} s: verify, write, fsync, read back; ` +
+        `(the CLI's ${f(g.restore.seconds)} s: verify, write, fsync; ` +
         `${f(g.restore.wall_seconds)} s wall); raw 1 MiB direct write ${
           f(g.restore.raw_mib_s, 1)
         } ` +

@@ -168,7 +168,7 @@ export interface GuestReport {
     bytes: number;
     /** Where the bench file starts on the device (the raw write's offset). */
     offset: number;
-    /** The CLI's own seconds: checksum verification, writing, fsync, read-back. */
+    /** The CLI's own seconds: checksum verification, writing, fsync (no read-back). */
     seconds: number;
     /** Wall clock of the whole `bdsnap restore` command (Deno start-up included). */
     wall_seconds: number;

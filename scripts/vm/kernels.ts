@@ -33,6 +33,8 @@ export interface Kernel {
   headers: string;
   /** The kernel's /lib/modules/<release>, with modules.dep. */
   modules: string;
+  /** Kernel command line this kernel always boots with (the debug kernel's). */
+  append?: string;
 }
 
 /** Package-name pattern of the unsigned image per series; the ABI name is group 1. */

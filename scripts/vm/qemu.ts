@@ -145,6 +145,7 @@ async function boot(opts: VmOptions, accel: "kvm" | "tcg"): Promise<VmResult> {
     `bdsnap.release=${k.release}`,
     `bdsnap.modules=${k.modules}`,
     `bdsnap.overlay=${Math.floor((opts.memory ?? 2048) / 2)}M`,
+    k.append ?? "",
     opts.append ?? "",
   ].filter(Boolean).join(" ");
 

@@ -91,7 +91,13 @@ export const powerCut: Scenario = {
           cutProblem ? { ...b, problem: [cutProblem, b.problem].filter(Boolean).join("; ") } : b,
         );
       }
-      if (!starting) break;
+      if (!starting) {
+        // runVm keeps the run directory when the disks are ours: drop it if the boot was clean.
+        if (!b.problem && !opts.keep) {
+          await Deno.remove(b.vm.runDir, { recursive: true }).catch(() => {});
+        }
+        break;
+      }
       // Everything QEMU wrote before it died was flushed in the guest first.
       const marks = [...b.vm.output.matchAll(/@@SYNCED (\d+) (\d+)/g)].filter((m) =>
         Number(m[1]) === i + 1

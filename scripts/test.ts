@@ -106,7 +106,7 @@ async function vmDirective(file: string): Promise<Partial<VmOptions>> {
 }
 
 /** How much longer a VM test may take on the debug kernel than its directive says. */
-const DEBUG_TIMEOUT_FACTOR = 4;
+const DEBUG_TIMEOUT_FACTOR = 6;
 
 async function runVmFile(k: Kernel, file: string): Promise<void> {
   const name = `${file} [${k.series}]`;

@@ -30,8 +30,9 @@ const RECIPE = "1";
 /**
  * Its command line. no5lvl: QEMU's `-cpu max` offers 5-level paging, and with
  * it this KASAN build reports a wild-memory-access in do_raw_spin_lock from
- * an interrupt in early boot (before any module); 4-level paging is also what
- * the hosts we care about run.
+ * an interrupt in early boot (before any module), a known false positive
+ * (LKML, "kasan: Fix false-positive wild-memory-access on x86 under 5-level
+ * paging", June 2026). 4-level paging is what most hosts run anyway.
  */
 const APPEND = "no5lvl";
 /** Parallel make jobs; the build is always niced, the VMs must not starve. */

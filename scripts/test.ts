@@ -113,11 +113,24 @@ async function runVmFile(k: Kernel, file: string): Promise<void> {
   console.log(`\n=== ${name}`);
   const vm = await vmDirective(file);
   if (k.series === "debug") vm.timeout = (vm.timeout ?? 900) * DEBUG_TIMEOUT_FACTOR;
-  const r = await runVm({
-    kernel: k,
-    command: `"$BDSNAP_DENO" test -A --quiet ${file}`,
-    ...vm,
-  });
+  const boot = () =>
+    runVm({
+      kernel: k,
+      command: `"$BDSNAP_DENO" test -A --quiet ${file}`,
+      ...vm,
+    });
+  let r = await boot();
+  if (r.bootSeconds === null && !r.timedOut) {
+    // The guest died before the command started, so before anything of ours
+    // was loaded: e.g. an int3 oops from kernel text patching under TCG.
+    // That tests nothing; boot once more, and say so.
+    const why = r.findings.map((f) => `${f.kind}: ${f.line}`).join("; ") || "no exit status";
+    console.log(
+      `[test] ${name}: the guest failed before the command started (${why}); ` +
+        `logs: ${r.runDir}; booting again, once`,
+    );
+    r = await boot();
+  }
   console.log(r.output.trimEnd());
   const extra: string[] = [];
   if (r.timedOut) extra.push("timed out");

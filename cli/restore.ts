@@ -156,7 +156,8 @@ export async function runRestore(
     for (const w of target.warnings) eprintln(`bdsnap: WARNING: ${w}`);
     // Later sessions describe changes this restore undoes: chains starting
     // after k no longer match the device afterwards (docs/CLI.md).
-    const superseded = target.explicit ? [] : plan.sessions.slice(1).map((s) => s.id);
+    const undone = target.explicit ? [] : plan.sessions.slice(1);
+    const superseded = undone.map((s) => s.id);
     const base = {
       action: "restore",
       target: targetPath,
@@ -198,10 +199,7 @@ export async function runRestore(
     );
     progress.stop();
     const seconds = (performance.now() - t0) / 1000;
-    const unmarked = await markSuperseded(
-      plan.sessions.filter((s) => superseded.includes(s.id)),
-      plan.target.id,
-    );
+    const unmarked = await markSuperseded(undone, plan.target.id);
     // The restore is done either way; a missing mark only loses a guard.
     for (const u of unmarked) {
       eprintln(`bdsnap: warning: could not mark session ${u.id} as superseded: ${u.error}`);

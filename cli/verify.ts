@@ -21,6 +21,7 @@ import { formatTable } from "./_lib/table.ts";
 import { formatBytes } from "./_lib/units.ts";
 import { readOneSession, readStore } from "./_lib/store_view.ts";
 import { cli, type RestoreDeps, withDefaults } from "./_lib/restore_common.ts";
+import { CrcPool } from "../lib/crc_pool.ts";
 import { formatProblem, type Problem } from "../lib/errors.ts";
 import { type Session, verifySessionData } from "../lib/store.ts";
 
@@ -42,10 +43,11 @@ export interface VerifyJson {
 export async function verifyOne(
   s: Session,
   onProgress?: (done: number, total: number) => void,
+  pool?: CrcPool | null,
 ): Promise<VerifyJson> {
   const problems: Problem[] = [...s.problems];
   if (s.state !== "damaged" && s.state !== "incomplete") {
-    problems.push(...await cli(() => verifySessionData(s, { onProgress })));
+    problems.push(...await cli(() => verifySessionData(s, { onProgress, pool })));
   }
   const result: VerifyResult =
     s.state === "damaged" || (s.state !== "incomplete" && problems.length > 0)
@@ -83,17 +85,20 @@ export async function runVerify(
   const progress = progressBar(progressWanted(opts.quiet));
   const results: VerifyJson[] = [];
   let base = 0;
+  const pool = await CrcPool.startFor(total);
   try {
     for (const s of sessions) {
       results.push(
         await verifyOne(
           s,
           (done) => progress.update({ phase: "verify", done: base + done, total }),
+          pool,
         ),
       );
       base += s.dataBytes;
     }
   } finally {
+    pool?.close();
     progress.stop();
   }
   const bad = results.filter((r) => r.result === "damaged");

@@ -38,6 +38,7 @@
  */
 
 import { crc32c } from "./crc32c.ts";
+import { CrcPool } from "./crc_pool.ts";
 import { type Problem, RestoreError } from "./errors.ts";
 import { FILES } from "./format.ts";
 import type { Plan } from "./plan.ts";
@@ -280,13 +281,19 @@ export async function verifyPlan(
   let base = 0;
   const problems: Problem[] = [];
   onProgress?.({ phase: "verify", done: 0, total });
-  for (const s of plan.sessions) {
-    problems.push(
-      ...await verifySessionData(s, {
-        onProgress: (done) => onProgress?.({ phase: "verify", done: base + done, total }),
-      }),
-    );
-    base += s.dataBytes;
+  const pool = await CrcPool.startFor(total);
+  try {
+    for (const s of plan.sessions) {
+      problems.push(
+        ...await verifySessionData(s, {
+          pool,
+          onProgress: (done) => onProgress?.({ phase: "verify", done: base + done, total }),
+        }),
+      );
+      base += s.dataBytes;
+    }
+  } finally {
+    pool?.close();
   }
   if (problems.length > 0) {
     const p = problems[0];

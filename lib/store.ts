@@ -28,6 +28,8 @@
  */
 
 import { crc32c } from "./crc32c.ts";
+import type { CrcPool } from "./crc_pool.ts";
+import type { CrcAnswer } from "./crc_worker.ts";
 import { type Problem, RestoreError } from "./errors.ts";
 import {
   decodeMapHeader,
@@ -467,6 +469,11 @@ export interface VerifyOptions {
   bufferSize?: number;
   /** Stop after this many problems (default 20). */
   maxProblems?: number;
+  /**
+   * Workers to compute the checksums while this thread reads on (see
+   * lib/crc_pool.ts); without one, everything runs on this thread.
+   */
+  pool?: CrcPool | null;
 }
 
 /**
@@ -491,7 +498,13 @@ export async function verifySessionData(
     throw ioError(e, `open ${path}`);
   }
   try {
-    const buf = new Uint8Array(Math.max(options.bufferSize ?? 8 << 20, 1));
+    const bufferSize = Math.max(options.bufferSize ?? 8 << 20, 1);
+    const largest = t.length.reduce((a, b) => Math.max(a, b), 0);
+    if (options.pool && largest <= bufferSize) {
+      await verifyInPool(session, file, options.pool, bufferSize, maxProblems, problems, options);
+      return problems;
+    }
+    const buf = new Uint8Array(bufferSize);
     let i = 0; // record being checked
     let crc: number | undefined = undefined;
     let recordLeft = t.length[0];
@@ -500,12 +513,7 @@ export async function verifySessionData(
       const want = Math.min(buf.length, total - pos);
       const n = await readFull(file, buf.subarray(0, want));
       if (n < want) {
-        problems.push({
-          session: session.id,
-          file: FILES.data,
-          offset: pos + n,
-          message: `file ends at ${pos + n}, records need ${total} bytes`,
-        });
+        problems.push(dataEnds(session, pos + n));
         break;
       }
       let off = 0;
@@ -515,16 +523,7 @@ export async function verifySessionData(
         off += take;
         recordLeft -= take;
         if (recordLeft === 0) {
-          if (crc !== t.dataCrc[i]) {
-            problems.push({
-              session: session.id,
-              file: FILES.data,
-              offset: t.datOffset[i],
-              message: `data_crc mismatch in record ${i} (device offset ${t.devOffset[i]}, ${
-                t.length[i]
-              } bytes): stored 0x${hex(t.dataCrc[i])}, computed 0x${hex(crc)}`,
-            });
-          }
+          if (crc !== t.dataCrc[i]) problems.push(crcMismatch(session, i, crc));
           i++;
           crc = undefined;
           recordLeft = i < t.count ? t.length[i] : 0;
@@ -539,6 +538,83 @@ export async function verifySessionData(
     file.close();
   }
   return problems;
+}
+
+/**
+ * {@linkcode verifySessionData} with the checksums computed by `pool`: whole
+ * records are read into buffers of at most `bufferSize` bytes, each buffer
+ * goes to a worker, and this thread reads the next one meanwhile. Answers are
+ * taken in file order, so the problems come out as the serial pass finds them.
+ */
+async function verifyInPool(
+  session: Session,
+  file: Deno.FsFile,
+  pool: CrcPool,
+  bufferSize: number,
+  maxProblems: number,
+  problems: Problem[],
+  options: VerifyOptions,
+): Promise<void> {
+  const t = session.records;
+  const total = session.dataBytes;
+  const spare: ArrayBuffer[] = [];
+  const pending: Array<{ first: number; end: number; answer: Promise<CrcAnswer> }> = [];
+  const check = async () => {
+    const job = pending.shift()!;
+    const { buffer, crcs } = await job.answer;
+    spare.push(buffer);
+    for (let k = 0; k < crcs.length && problems.length < maxProblems; k++) {
+      const i = job.first + k;
+      if (crcs[k] !== t.dataCrc[i]) problems.push(crcMismatch(session, i, crcs[k]));
+    }
+    options.onProgress?.(job.end, total);
+  };
+  let first = 0; // first record of the next buffer
+  let pos = 0; // its offset in blocks.dat
+  while (first < t.count && problems.length < maxProblems) {
+    let last = first;
+    let bytes = 0;
+    while (last < t.count && bytes + t.length[last] <= bufferSize) bytes += t.length[last++];
+    const buffer = spare.pop() ?? new ArrayBuffer(bufferSize);
+    const n = await readFull(file, new Uint8Array(buffer, 0, bytes));
+    if (n < bytes) {
+      // As in the serial pass: the records of a short buffer are not checked.
+      while (pending.length > 0) await check();
+      problems.push(dataEnds(session, pos + n));
+      return;
+    }
+    pos += bytes;
+    const answer = pool.run(buffer, t.length.slice(first, last));
+    answer.catch(() => {}); // awaited in order by check(); never an unhandled rejection
+    pending.push({ first, end: pos, answer });
+    first = last;
+    // One buffer per worker in flight, and one being read.
+    if (pending.length >= pool.size) await check();
+  }
+  while (pending.length > 0) await check();
+}
+
+/** The problem of a blocks.dat that ends at `offset`, before the records' data does. */
+function dataEnds(session: Session, offset: number): Problem {
+  return {
+    session: session.id,
+    file: FILES.data,
+    offset,
+    message: `file ends at ${offset}, records need ${session.dataBytes} bytes`,
+  };
+}
+
+/** The problem of record `i` of `session`, whose data checksums to `computed`. */
+function crcMismatch(session: Session, i: number, computed: number): Problem {
+  const t = session.records;
+  return {
+    session: session.id,
+    file: FILES.data,
+    offset: t.datOffset[i],
+    message: `data_crc mismatch in record ${i} (device offset ${t.devOffset[i]}, ${
+      t.length[i]
+    } bytes): stored 0x${hex(t.dataCrc[i])}, computed 0x${hex(computed)}`,
+  };
 }
 
 /**

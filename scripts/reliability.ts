@@ -36,7 +36,7 @@ export const SCENARIOS: Scenario[] = [
 
 const USAGE = `usage: deno task test:reliability [options]
 
-  --kernel SERIES     6.1 or 6.12; repeat for both (default: both)
+  --kernel SERIES     6.1, 6.12 or debug (time limits x6); repeatable (default: 6.1 and 6.12)
   --only NAMES        comma-separated subset of: ${SCENARIOS.map((s) => s.name).join(", ")}
   --runs N            rounds of every variant of store_faults and origin_vanishes (default 1)
   --cuts N            power cuts per kernel (default 20)

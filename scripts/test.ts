@@ -14,7 +14,7 @@
  */
 import { parseArgs } from "node:util";
 import { ensureHostTools } from "./vm/host_tools.ts";
-import { type Kernel, parseSeries, provisionKernel, SERIES } from "./vm/kernels.ts";
+import { type Kernel, parseSeries, provisionKernel, SERIES, slowFactor } from "./vm/kernels.ts";
 import { buildKmod } from "./vm/kmod.ts";
 import { parseSize, runVm, type VmOptions } from "./vm/qemu.ts";
 import { REPO } from "./vm/paths.ts";
@@ -105,14 +105,11 @@ async function vmDirective(file: string): Promise<Partial<VmOptions>> {
   return o;
 }
 
-/** How much longer a VM test may take on the debug kernel than its directive says. */
-const DEBUG_TIMEOUT_FACTOR = 6;
-
 async function runVmFile(k: Kernel, file: string): Promise<void> {
   const name = `${file} [${k.series}]`;
   console.log(`\n=== ${name}`);
   const vm = await vmDirective(file);
-  if (k.series === "debug") vm.timeout = (vm.timeout ?? 900) * DEBUG_TIMEOUT_FACTOR;
+  vm.timeout = (vm.timeout ?? 900) * slowFactor(k);
   const boot = () =>
     runVm({
       kernel: k,

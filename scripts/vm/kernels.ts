@@ -21,6 +21,15 @@ type DebianSeries = typeof SERIES[number];
 export type Series = DebianSeries | "debug";
 
 /** A provisioned kernel. All paths are absolute. */
+/**
+ * How many times longer things take on a kernel than on Debian's own under
+ * TCG: 6 on the debug kernel (KASAN, lockdep, kmemleak…), else 1. VM time
+ * limits and the guest's hang detectors are multiplied by it.
+ */
+export function slowFactor(k: Pick<Kernel, "series">): number {
+  return k.series === "debug" ? 6 : 1;
+}
+
 export interface Kernel {
   series: Series;
   /** `uname -r` of the kernel, e.g. 6.12.117+deb12-amd64. */

@@ -33,9 +33,10 @@ run_result() {
 		"$1" "$2" "$3" "${4:-{\}}"
 }
 
-# bounded SECONDS CMD...: run CMD, fail (124) if it takes longer.
+# bounded SECONDS CMD...: run CMD, fail (124) if it takes longer (times
+# BDSNAP_SLOW, which the host sets for slower kernels).
 bounded() {
-	local t=$1
+	local t=$(($1 * ${BDSNAP_SLOW:-1}))
 	shift
 	timeout -k 5 "$t" "$@"
 }

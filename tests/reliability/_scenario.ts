@@ -8,7 +8,7 @@
  * timeout, the dmesg gate's findings) fails every run of that boot.
  * @module
  */
-import type { Kernel } from "../../scripts/vm/kernels.ts";
+import { type Kernel, slowFactor } from "../../scripts/vm/kernels.ts";
 import { runVm, type VmOptions, type VmResult } from "../../scripts/vm/qemu.ts";
 export { rng } from "../_store_writer.ts";
 
@@ -110,7 +110,15 @@ export async function boot(
   vm: Omit<VmOptions, "kernel">,
   killed = false,
 ): Promise<Boot> {
-  const r = await runVm({ kernel, keep: opts.keep, ...vm });
+  // Slower kernels (the debug one) get longer limits, in the VM and the guest's own.
+  const slow = slowFactor(kernel);
+  const r = await runVm({
+    kernel,
+    keep: opts.keep,
+    ...vm,
+    timeout: (vm.timeout ?? 900) * slow,
+    env: { ...vm.env, BDSNAP_SLOW: String(slow) },
+  });
   const { runs, notes } = parseGuestOutput(r.output);
   const problem = bootProblem(r, killed);
   if (problem) {

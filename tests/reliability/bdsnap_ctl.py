@@ -22,6 +22,9 @@ libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_i
 
 PASSWORD = os.environ.get("BDSNAP_PASSWORD", "correct horse battery staple").encode()
 PARAMS = "/sys/module/bdsnap/parameters"
+# How many times slower this kernel is than Debian's (the debug kernel: 6);
+# the hang detectors' limits are multiplied by it.
+SLOW = int(os.environ.get("BDSNAP_SLOW", "1"))
 
 # struct sizes (uapi/bdsnap.h)
 SZ_TARGET = 16

@@ -103,7 +103,7 @@ def note(kind, e, took):
         hist[f"{kind}:{b.errname(e)}"] += 1
         if took > slowest[0]:
             slowest[0], slowest[1] = took, kind
-        if took > 30:
+        if took > 30 * b.SLOW:
             problems.append(f"{kind} took {took:.1f} s")
 
 

@@ -48,7 +48,7 @@ def record(op, e, took):
         counts[f"{op}:{b.errname(e)}"] += 1
         if took > slowest[0]:
             slowest[0], slowest[1] = took, op
-        if e not in ALLOWED.get(op, {0}) or took > 60:
+        if e not in ALLOWED.get(op, {0}) or took > 60 * b.SLOW:
             if len(unexpected) < 20:
                 unexpected.append(f"{op} -> {b.errname(e)} in {took:.1f} s")
             counts["unexpected"] += 1

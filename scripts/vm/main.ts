@@ -24,6 +24,7 @@ options:
   --cpus N            guest CPUs (default 2)
   --timeout SECONDS   kill the VM after this long (default 900)
   --accel kvm|tcg     skip the KVM probe
+  --append ARGS       extra kernel command line (e.g. slub_debug=U,kmalloc-16)
   --no-build          do not rebuild kmod/ first
   --refresh           re-download the newest kernel of the series (debug: rebuild
                       if a newer source package is out)
@@ -46,6 +47,7 @@ async function main(): Promise<number> {
       cpus: { type: "string", default: "2" },
       timeout: { type: "string", default: "900" },
       accel: { type: "string" },
+      append: { type: "string" },
       "no-build": { type: "boolean", default: false },
       refresh: { type: "boolean", default: false },
       keep: { type: "boolean", default: false },
@@ -79,6 +81,7 @@ async function main(): Promise<number> {
     cpus: Number(values.cpus),
     timeout: Number(values.timeout),
     accel,
+    append: values.append,
     keep: values.keep,
     stream: true,
   });

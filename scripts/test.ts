@@ -16,7 +16,7 @@ import { parseArgs } from "node:util";
 import { ensureHostTools } from "./vm/host_tools.ts";
 import { type Kernel, parseSeries, provisionKernel, SERIES, slowFactor } from "./vm/kernels.ts";
 import { buildKmod } from "./vm/kmod.ts";
-import { parseSize, runVm, type VmOptions } from "./vm/qemu.ts";
+import { parseSize, runVmRetryingBoot, type VmOptions } from "./vm/qemu.ts";
 import { REPO } from "./vm/paths.ts";
 
 interface Tally {
@@ -110,24 +110,14 @@ async function runVmFile(k: Kernel, file: string): Promise<void> {
   console.log(`\n=== ${name}`);
   const vm = await vmDirective(file);
   vm.timeout = (vm.timeout ?? 900) * slowFactor(k);
-  const boot = () =>
-    runVm({
-      kernel: k,
-      command: `"$BDSNAP_DENO" test -A --quiet ${file}`,
-      ...vm,
-    });
-  let r = await boot();
-  if (r.bootSeconds === null && !r.timedOut) {
-    // The guest died before the command started, so before anything of ours
-    // was loaded: e.g. an int3 oops from kernel text patching under TCG.
-    // That tests nothing; boot once more, and say so.
-    const why = r.findings.map((f) => `${f.kind}: ${f.line}`).join("; ") || "no exit status";
-    console.log(
-      `[test] ${name}: the guest failed before the command started (${why}); ` +
-        `logs: ${r.runDir}; booting again, once`,
-    );
-    r = await boot();
-  }
+  const r = await runVmRetryingBoot(
+    { kernel: k, command: `"$BDSNAP_DENO" test -A --quiet ${file}`, ...vm },
+    (why, first) =>
+      console.log(
+        `[test] ${name}: the guest failed before the command started (${why}); ` +
+          `logs: ${first.runDir}; booting again, once`,
+      ),
+  );
   console.log(r.output.trimEnd());
   const extra: string[] = [];
   if (r.timedOut) extra.push("timed out");

@@ -9,7 +9,7 @@
  * back on ttyS1 and is streamed to our stdout.
  * @module
  */
-import type { Kernel } from "./kernels.ts";
+import { type Kernel, slowFactor } from "./kernels.ts";
 import { ensureInitramfs } from "./initramfs.ts";
 import { fixturesDir } from "./kmod.ts";
 import { type GateFinding, scanKernelLog } from "./dmesg_gate.ts";
@@ -35,6 +35,11 @@ export interface VmOptions {
   cpus?: number;
   /** Wall-clock limit in seconds; the VM is killed after it. */
   timeout?: number;
+  /**
+   * Seconds the guest may take to reach its command (default 300, times the
+   * kernel's slow factor); a boot that takes longer is killed as hung.
+   */
+  bootTimeout?: number;
   /** Environment for the guest command. */
   env?: Record<string, string>;
   /** Print the guest's output as it comes. */
@@ -62,6 +67,8 @@ export interface VmResult {
   dmesg: string;
   findings: GateFinding[];
   timedOut: boolean;
+  /** The guest never reached its command within `bootTimeout`. */
+  bootHung: boolean;
   /** Seconds from QEMU start to the guest command starting. */
   bootSeconds: number | null;
   totalSeconds: number;
@@ -80,6 +87,25 @@ const GiB = 1024 ** 3;
 export async function runVm(opts: VmOptions): Promise<VmResult> {
   const accel = opts.accel ?? await probeAccel(opts.kernel);
   return await boot(opts, accel);
+}
+
+/**
+ * runVm, and once more when the guest failed before its command started (an
+ * int3 oops from kernel text patching, or a hang, in early boot under TCG).
+ * Nothing of ours had run, so the first boot tested nothing and left the
+ * disks as they were. `onRetry` is told why, with the first run's logs.
+ */
+export async function runVmRetryingBoot(
+  opts: VmOptions,
+  onRetry: (why: string, first: VmResult) => void,
+): Promise<VmResult> {
+  const first = await runVm(opts);
+  if (first.bootSeconds !== null || first.timedOut) return first;
+  const why = first.bootHung
+    ? "boot hung"
+    : first.findings.map((f) => `${f.kind}: ${f.line}`).join("; ") || "no exit status";
+  onRetry(why, first);
+  return await runVm(opts);
 }
 
 async function boot(opts: VmOptions, accel: "kvm" | "tcg"): Promise<VmResult> {
@@ -212,6 +238,19 @@ async function boot(opts: VmOptions, accel: "kvm" | "tcg"): Promise<VmResult> {
   }, timeout * 1000);
 
   let bootSeconds: number | null = null;
+  // An early-boot hang (seen under TCG before anything of ours runs) should
+  // not cost the whole run's limit.
+  let bootHung = false;
+  const bootTimer = setTimeout(() => {
+    if (bootSeconds !== null) return;
+    bootHung = true;
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // already gone
+    }
+  }, (opts.bootTimeout ?? 300 * slowFactor(k)) * 1000);
+
   let output = "";
   const dec = new TextDecoder();
   const stderrText = new Response(child.stderr).text();
@@ -240,6 +279,7 @@ async function boot(opts: VmOptions, accel: "kvm" | "tcg"): Promise<VmResult> {
   live.close();
   const exit = await child.status;
   clearTimeout(timer);
+  clearTimeout(bootTimer);
   const qemuErr = await stderrText;
   const totalSeconds = (performance.now() - started) / 1000;
 
@@ -251,7 +291,8 @@ async function boot(opts: VmOptions, accel: "kvm" | "tcg"): Promise<VmResult> {
   // Written by the guest only when the kernel has kmemleak (the debug kernel).
   const kmemleak = await read(`${results}/kmemleak.txt`);
   const findings = scanKernelLog([consoleText, dmesg, kmemleak].join("\n"));
-  if (!exit.success && status === null && !timedOut) {
+  if (bootHung) output += `\n[vm] the guest did not reach its command in time (boot hung)\n`;
+  else if (!exit.success && status === null && !timedOut) {
     output += `\n[vm] qemu exited with ${exit.code}: ${qemuErr.trim()}\n`;
   }
   const ok = status === 0 && findings.length === 0 && !timedOut;
@@ -272,6 +313,7 @@ async function boot(opts: VmOptions, accel: "kvm" | "tcg"): Promise<VmResult> {
     dmesg,
     findings,
     timedOut,
+    bootHung,
     bootSeconds,
     totalSeconds,
     accel,

@@ -1,11 +1,13 @@
 /**
  * The harness's own guarantees, checked on each kernel: a clean run passes,
  * and a kernel WARNING fails the run even though the guest command succeeded.
+ * On the first kernel: a boot that never reaches its command is killed at its
+ * boot deadline, not the run's limit, and booted again exactly once.
  */
 import assert from "node:assert/strict";
 import { parseSeries, provisionKernel } from "../../scripts/vm/kernels.ts";
 import { buildModuleDir, fixturesDir } from "../../scripts/vm/kmod.ts";
-import { runVm } from "../../scripts/vm/qemu.ts";
+import { runVm, runVmRetryingBoot } from "../../scripts/vm/qemu.ts";
 import { REPO } from "../../scripts/vm/paths.ts";
 
 const kernels = (Deno.env.get("BDSNAP_TEST_KERNELS") ?? "6.1,6.12").split(",").map(parseSeries);
@@ -40,3 +42,34 @@ for (const series of kernels) {
     console.log(`boot to command on ${k.release} (${r.accel}): ${r.bootSeconds!.toFixed(1)} s`);
   });
 }
+
+Deno.test(`[${kernels[0]}] a boot past its deadline is killed as hung and booted again once`, async () => {
+  const k = await provisionKernel(kernels[0]);
+  const retries: string[] = [];
+  const firstRuns: string[] = [];
+  // No guest reaches its command in 2 s, even under KVM: both boots "hang".
+  const r = await runVmRetryingBoot(
+    {
+      kernel: k,
+      command: "echo reached",
+      disks: 0,
+      storeSize: 0,
+      timeout: 300,
+      bootTimeout: 2,
+      silent: true,
+    },
+    (why, first) => {
+      assert.equal(first.bootHung, true);
+      retries.push(why);
+      firstRuns.push(first.runDir);
+    },
+  );
+  assert.deepEqual(retries, ["boot hung"]);
+  assert.equal(r.bootHung, true);
+  assert.equal(r.timedOut, false, "the boot deadline, not the run's limit, must end it");
+  assert.equal(r.bootSeconds, null);
+  assert.equal(r.status, null);
+  assert.equal(r.ok, false);
+  assert.doesNotMatch(r.output, /reached/);
+  for (const d of [...firstRuns, r.runDir]) await Deno.remove(d, { recursive: true });
+});

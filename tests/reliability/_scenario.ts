@@ -9,7 +9,7 @@
  * @module
  */
 import { type Kernel, slowFactor } from "../../scripts/vm/kernels.ts";
-import { runVm, type VmOptions, type VmResult } from "../../scripts/vm/qemu.ts";
+import { runVmRetryingBoot, type VmOptions, type VmResult } from "../../scripts/vm/qemu.ts";
 export { rng } from "../_store_writer.ts";
 
 /** Options of one `deno task test:reliability` invocation. */
@@ -66,6 +66,8 @@ export interface Boot {
   notes: string[];
   /** Why the boot itself failed ("" when it did not). */
   problem: string;
+  /** Why a first boot failed before the guest's command started, if it did (booted again). */
+  bootRetry?: string;
 }
 
 /** Directory of the guest-side helpers, as the guest sees it (same path as the host). */
@@ -98,6 +100,7 @@ export function parseGuestOutput(output: string): { runs: GuestRun[]; notes: str
 export function bootProblem(vm: VmResult, killed = false): string {
   const p: string[] = [];
   if (vm.timedOut) p.push("timed out (hang?)");
+  else if (vm.bootHung) p.push("the guest never reached its command (boot hung)");
   else if (!killed && vm.status !== 0) p.push(`guest exited ${vm.status}`);
   for (const f of vm.findings) p.push(`kernel log ${f.kind}: ${f.line}`);
   return p.join("; ");
@@ -112,12 +115,18 @@ export async function boot(
 ): Promise<Boot> {
   // Slower kernels (the debug one) get longer limits, in the VM and the guest's own.
   const slow = slowFactor(kernel);
-  const r = await runVm({
+  let bootRetry: string | undefined;
+  const r = await runVmRetryingBoot({
     kernel,
     keep: opts.keep,
     ...vm,
     timeout: (vm.timeout ?? 900) * slow,
     env: { ...vm.env, BDSNAP_SLOW: String(slow) },
+  }, (why, first) => {
+    bootRetry = why;
+    log(
+      `the guest failed before its command started (${why}); logs in ${first.runDir}; booting again, once`,
+    );
   });
   const { runs, notes } = parseGuestOutput(r.output);
   const problem = bootProblem(r, killed);
@@ -126,7 +135,7 @@ export async function boot(
     const tail = r.output.trimEnd().split("\n").slice(-25).join("\n");
     console.error(tail);
   }
-  return { vm: r, runs, notes, problem };
+  return { vm: r, runs, notes, problem, bootRetry };
 }
 
 /**

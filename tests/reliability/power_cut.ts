@@ -51,6 +51,7 @@ export const powerCut: Scenario = {
     const verifyBoots: Boot[] = [];
     let synced = 0;
     let cutProblem = "";
+    const retried: string[] = [];
     for (let i = 0; i <= cuts; i++) {
       const env: Record<string, string> = { CUT_FS_BYTES: String(FS_BYTES) };
       if (i > 0) {
@@ -85,6 +86,7 @@ export const powerCut: Scenario = {
         },
       }, starting);
       clearTimeout(killTimer);
+      if (b.bootRetry) retried.push(`boot ${i + 1}: ${b.bootRetry}`);
       if (i > 0) {
         // Runs reported by this boot belong to cut i; an earlier failed cut boot fails it too.
         verifyBoots.push(
@@ -134,7 +136,10 @@ export const powerCut: Scenario = {
       `${cuts} cuts, ${cutBoots.length + 1} boots, each cut ${CUT_MIN}-${CUT_MAX} s into the ` +
         `session; flushes confirmed before each cut: ${m("synced").join(",")}; after the ` +
         `restores ${sum("unflushed_new")} raw blocks written after the last flush kept their ` +
-        `new content and ${sum("fs_chunks_differing")} fs chunks differed from before the mount`,
+        `new content and ${sum("fs_chunks_differing")} fs chunks differed from before the mount` +
+        (retried.length
+          ? `; booted again after a failure before the guest's command (${retried.join(", ")})`
+          : ""),
     );
     if (res.passed === res.runs && !opts.keep) {
       await Deno.remove(dir, { recursive: true }).catch(() => {});

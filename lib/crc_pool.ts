@@ -3,9 +3,9 @@
  * store uses every CPU while the calling thread reads the next buffer.
  *
  * Checking every checksum before the first write is the restorer's safety
- * rule, and that pass is CPU-bound (JavaScript CRC-32C runs at about
- * 1.5 GB/s natively, far less emulated); with N workers it runs nearly N
- * times faster. The pool is an optimisation only: {@linkcode CrcPool.start}
+ * rule, and with the portable CRC-32C that pass is CPU-bound (JavaScript
+ * runs at about 1.5 GB/s natively, far less emulated); with N workers it
+ * runs nearly N times faster. With the native CRC-32C no pool is started. The pool is an optimisation only: {@linkcode CrcPool.start}
  * returns `null` when workers cannot start (one CPU, or an executable built
  * without the worker module), and callers then checksum on their own thread.
  *
@@ -23,6 +23,7 @@
  * @module
  */
 
+import { crc32cImplementation } from "./crc32c.ts";
 import type { CrcAnswer, CrcJob } from "./crc_worker.ts";
 
 /**
@@ -83,9 +84,16 @@ export class CrcPool {
     }
   }
 
-  /** A pool of the default size if `bytes` are worth one, else `null`. */
+  /**
+   * A pool of the default size if `bytes` are worth one, else `null`. Never
+   * with the native CRC-32C (lib/crc32c.ts): one thread of it outruns the
+   * store's reads, and starting workers costs more than they save (6 s of a
+   * 15 s pass over 256 MiB, emulated).
+   */
   static startFor(bytes: number): Promise<CrcPool | null> {
-    return bytes < POOL_MIN_BYTES ? Promise.resolve(null) : CrcPool.start();
+    return bytes < POOL_MIN_BYTES || crc32cImplementation === "native"
+      ? Promise.resolve(null)
+      : CrcPool.start();
   }
 
   /** Number of workers. */

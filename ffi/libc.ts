@@ -1,7 +1,7 @@
 /**
  * The few libc entry points bdsnap needs, through `Deno.dlopen` of
  * `libc.so.6`: `syscall`, `ioctl`, `poll`, `open`/`close`/`pread`/`write`,
- * `pipe2`, `statvfs`, `geteuid` and `__errno_location`.
+ * `mmap`/`munmap`, `pipe2`, `statvfs`, `geteuid` and `__errno_location`.
  *
  * libc is opened lazily, on the first call, so that importing this module
  * (for `--help`, or for the errno tables) needs no FFI permission.
@@ -84,6 +84,8 @@ const SYMBOLS = {
     nonblocking: true,
   },
   fsync: { parameters: ["i32"], result: "i32" },
+  mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
+  munmap: { parameters: ["pointer", "usize"], result: "i32" },
   pipe2: { parameters: ["buffer", "i32"], result: "i32" },
   poll: { parameters: ["buffer", "u64", "i32"], result: "i32", nonblocking: true },
   statvfs: { parameters: ["buffer", "buffer"], result: "i32" },
@@ -214,6 +216,39 @@ export async function pwriteAsync(
  */
 export function fsync(fd: number): void {
   if (libc().fsync(fd) === -1) throw new ErrnoError("fsync", errno());
+}
+
+const PROT_READ = 1;
+const MAP_SHARED = 1;
+/** mmap(2)'s MAP_FAILED, `(void *)-1`. */
+const MAP_FAILED = 0xffff_ffff_ffff_ffffn;
+
+/** A read-only mapping of a file, from {@linkcode mapReadOnly}. */
+export interface Mapping {
+  /** The mapped bytes; never touched after {@linkcode unmap}. */
+  bytes: Uint8Array<ArrayBuffer>;
+  pointer: Deno.PointerObject;
+}
+
+/**
+ * mmap(2) the first `length` (> 0) bytes of `fd`, read-only and shared: a
+ * view of the file's page cache that O_DIRECT writes can take their data
+ * from without a copy. Reading past the end of the file raises SIGBUS, so
+ * the caller checks the file's size first.
+ */
+export function mapReadOnly(fd: number, length: number): Mapping {
+  const p = libc().mmap(null, BigInt(length), PROT_READ, MAP_SHARED, fd, 0n);
+  if (p === null || BigInt(Deno.UnsafePointer.value(p)) === MAP_FAILED) {
+    throw new ErrnoError("mmap", errno());
+  }
+  return { bytes: new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(p, length)), pointer: p };
+}
+
+/** munmap(2) a {@linkcode Mapping}. */
+export function unmap(m: Mapping): void {
+  if (libc().munmap(m.pointer, BigInt(m.bytes.length)) === -1) {
+    throw new ErrnoError("munmap", errno());
+  }
 }
 
 /** write(2). Returns the byte count or throws {@linkcode ErrnoError}. */

@@ -40,11 +40,23 @@
 import { crc32c } from "./crc32c.ts";
 import { CrcPool } from "./crc_pool.ts";
 import { type Problem, RestoreError } from "./errors.ts";
-import { FILES } from "./format.ts";
 import type { Plan } from "./plan.ts";
-import { ioError, type ProgressInfo, verifySessionData } from "./store.ts";
-import { MediumReader, TargetWriter, WritePipeline } from "./target_io.ts";
-import { close as libcClose, ErrnoError, O_RDONLY, open as libcOpen } from "../ffi/libc.ts";
+import { ioError, mapSessionData, type ProgressInfo, verifySessionData } from "./store.ts";
+import {
+  alignedBuffer,
+  MediumReader,
+  TargetWriter,
+  WritePipeline,
+  WriteQueue,
+} from "./target_io.ts";
+import {
+  close as libcClose,
+  ErrnoError,
+  type Mapping,
+  O_RDONLY,
+  open as libcOpen,
+  unmap,
+} from "../ffi/libc.ts";
 
 /** open(2) O_EXCL: on a block device, fail with EBUSY if it is mounted or claimed. */
 const O_EXCL = 0o200;
@@ -332,22 +344,6 @@ export interface WriteResult {
   direct: boolean;
 }
 
-/** Read `buf.length` bytes of `file` at `offset`, or fail naming `what`. */
-function seekRead(file: Deno.FsFile, buf: Uint8Array, offset: number, what: string): void {
-  // Synchronous: a restore of many small pieces spends most of its time in
-  // per-call overhead, several times lower for sync calls.
-  file.seekSync(offset, Deno.SeekMode.Start);
-  let n = 0;
-  while (n < buf.length) {
-    const r = file.readSync(buf.subarray(n));
-    if (r === null || r === 0) break;
-    n += r;
-  }
-  if (n !== buf.length) {
-    throw new RestoreError("io", `${what}: short read at offset ${offset} (${n} of ${buf.length})`);
-  }
-}
-
 /** A function that yields to the event loop when 50 ms have passed since it last did. */
 function breather(): () => Promise<void> | undefined {
   let last = performance.now();
@@ -363,8 +359,11 @@ function breather(): () => Promise<void> | undefined {
  * Write the plan's extents into `path` (the target, or an export image), in
  * device order, then fsync it and optionally read back.
  *
- * Two aligned buffers alternate: while one is being written (on a worker
- * thread, `O_DIRECT` where possible), the next is filled from blocks.dat.
+ * Each session's blocks.dat is mapped, and runs of pieces that are adjacent
+ * in both the device and blocks.dat are written straight from the mapping
+ * (the checksum pass has just brought those pages into the page cache);
+ * short runs are gathered into aligned buffers. Two writes are in flight,
+ * on worker threads, `O_DIRECT` where possible.
  */
 export async function writePlan(
   plan: Plan,
@@ -373,76 +372,56 @@ export async function writePlan(
 ): Promise<WriteResult> {
   const chunk = plan.chunkSize;
   const ioSize = Math.max(chunk, Math.floor((options.ioSize ?? DEFAULT_IO_SIZE) / chunk) * chunk);
-  const sources: Deno.FsFile[] = [];
+  const maps: Array<Mapping | null> = [];
   const written: Array<{ offset: number; length: number; crc: number }> = [];
   const readBack = options.readBack ?? false;
   const total = plan.bytes;
   let done = 0;
   let writer: TargetWriter | null = null;
-  let pipe: WritePipeline | null = null;
+  let queue: WriteQueue | null = null;
   try {
-    for (const s of plan.sessions) {
-      const p = `${s.dir}/${FILES.data}`;
-      try {
-        sources.push(await Deno.open(p, { read: true }));
-      } catch (e) {
-        throw ioError(e, `open ${p}`);
-      }
-    }
+    for (const s of plan.sessions) maps.push(mapSessionData(s));
     writer = TargetWriter.open(path);
-    const out = pipe = new WritePipeline(writer, ioSize, (n) => {
-      done += n;
-      options.onProgress?.({ phase: "write", done, total });
+    const out = queue = new WriteQueue(writer, ioSize, {
+      onSubmit: readBack
+        ? (buf, offset) => written.push({ offset, length: buf.length, crc: crc32c(buf) })
+        : undefined,
+      onWritten: (n) => {
+        done += n;
+        options.onProgress?.({ phase: "write", done, total });
+      },
     });
     options.onProgress?.({ phase: "write", done, total });
-    let bufStart = 0;
-    let fill = 0;
     const breathe = breather();
-    const flush = async () => {
-      if (readBack) {
-        written.push({ offset: bufStart, length: fill, crc: crc32c(out.buffer.subarray(0, fill)) });
+    const pieces = plan.pieces;
+    for (let i = 0; i < pieces.length;) {
+      // A run: pieces adjacent on the device and in one session's blocks.dat.
+      const first = pieces[i];
+      let length = first.length;
+      for (i++; i < pieces.length; i++) {
+        const p = pieces[i];
+        if (
+          p.session !== first.session || p.devOffset !== first.devOffset + length ||
+          p.datOffset !== first.datOffset + length
+        ) break;
+        length += p.length;
       }
-      await out.submit(fill, bufStart);
-      bufStart += fill;
-      fill = 0;
+      const data = maps[first.session]!.bytes.subarray(first.datOffset, first.datOffset + length);
+      await out.put(data, first.devOffset);
       await breathe();
-    };
-    for (const ext of plan.extents) {
-      bufStart = ext.devOffset;
-      fill = 0;
-      for (let i = ext.firstPiece; i < ext.firstPiece + ext.pieceCount; i++) {
-        const p = plan.pieces[i];
-        const s = plan.sessions[p.session];
-        let off = 0;
-        while (off < p.length) {
-          const take = Math.min(p.length - off, ioSize - fill);
-          try {
-            seekRead(
-              sources[p.session],
-              out.buffer.subarray(fill, fill + take),
-              p.datOffset + off,
-              `${s.id}/${FILES.data}`,
-            );
-          } catch (e) {
-            throw ioError(e, `read ${s.id}/${FILES.data}`);
-          }
-          fill += take;
-          off += take;
-          if (fill === ioSize) await flush();
-        }
-      }
-      if (fill > 0) await flush();
     }
     await out.drain();
     writer.sync();
     const verifiedBytes = readBack
-      ? await readBackWritten(path, written, out.buffer, options.onProgress, breathe)
+      ? await readBackWritten(path, written, alignedBuffer(ioSize), options.onProgress, breathe)
       : 0;
     return { bytes: done, writes: out.writes, verifiedBytes, direct: writer.direct };
+  } catch (e) {
+    throw ioError(e, `restore into ${path}`);
   } finally {
-    await pipe?.drain().catch(() => {}); // never leave a write running on a dropped buffer
+    await queue?.abandon(); // never unmap under a write in flight
     writer?.close();
-    for (const f of sources) f.close();
+    for (const m of maps) if (m) unmap(m);
   }
 }
 

@@ -27,6 +27,14 @@
  * @module
  */
 
+import {
+  close as closeFd,
+  type Mapping,
+  mapReadOnly,
+  O_CLOEXEC,
+  O_RDONLY,
+  open as openFd,
+} from "../ffi/libc.ts";
 import { crc32c } from "./crc32c.ts";
 import type { CrcPool } from "./crc_pool.ts";
 import type { CrcAnswer } from "./crc_worker.ts";
@@ -637,6 +645,38 @@ export async function markSuperseded(
     }
   }
   return failed;
+}
+
+/**
+ * Map the records' data of `session` (its blocks.dat, read-only): the write
+ * pass hands these pages straight to the target's writes. The file must
+ * hold at least `dataBytes` (reading a mapping past its file's end raises
+ * SIGBUS); `null` when the session has no data. {@linkcode unmap} it when
+ * no write from it is in flight any more.
+ */
+export function mapSessionData(session: Session): Mapping | null {
+  if (session.dataBytes === 0) return null;
+  const path = `${session.dir}/${FILES.data}`;
+  let fd: number;
+  try {
+    fd = openFd(path, O_RDONLY | O_CLOEXEC);
+  } catch (e) {
+    throw ioError(e, `open ${path}`);
+  }
+  try {
+    const size = Deno.statSync(path).size;
+    if (size < session.dataBytes) {
+      throw new RestoreError(
+        "damaged",
+        `${session.id}/${FILES.data}: ${dataEnds(session, size).message}`,
+      );
+    }
+    return mapReadOnly(fd, session.dataBytes);
+  } catch (e) {
+    throw ioError(e, `map ${path}`);
+  } finally {
+    closeFd(fd); // the mapping keeps the file
+  }
 }
 
 /** Read until `buf` is full or the file ends; returns the bytes read. */

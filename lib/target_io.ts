@@ -45,6 +45,10 @@ function aligned(offset: number, length: number): boolean {
   return offset % DIRECT_ALIGN === 0 && length % DIRECT_ALIGN === 0;
 }
 
+function alignedAddress(buf: Uint8Array<ArrayBuffer>): boolean {
+  return addressOf(buf) % BigInt(DIRECT_ALIGN) === 0n;
+}
+
 /** Open `path`, with `O_DIRECT` when the file system takes it; `null` when it does not. */
 function openMaybeDirect(path: string, flags: number): number | null {
   try {
@@ -97,12 +101,13 @@ export class TargetWriter {
   }
 
   /**
-   * Write all of `buf` at `offset`. `buf` must come from
-   * {@linkcode alignedBuffer} and stay unchanged until the promise settles.
+   * Write all of `buf` at `offset`. `buf` must stay unchanged until the
+   * promise settles; it goes through `O_DIRECT` when its address, `offset`
+   * and its length are aligned (as those of {@linkcode alignedBuffer} are).
    */
   async write(buf: Uint8Array<ArrayBuffer>, offset: number): Promise<void> {
     if (this.#closed) throw new RestoreError("io", `write ${this.#path}: closed`);
-    const direct = this.#direct !== null && aligned(offset, buf.length);
+    const direct = this.#direct !== null && aligned(offset, buf.length) && alignedAddress(buf);
     const fd = direct ? this.#direct! : this.#bufferedFd();
     let done = 0;
     try {
@@ -260,6 +265,129 @@ export class WritePipeline {
   async drain(): Promise<void> {
     const err = await this.#inflight;
     this.#inflight = null;
+    if (err) throw err;
+  }
+}
+
+/** Options of {@linkcode WriteQueue}. */
+export interface WriteQueueOptions {
+  /** Writes in flight at most (default 2). */
+  depth?: number;
+  /** Pieces at least this long are written from the caller's memory (default `ioSize / 8`). */
+  zeroCopyMin?: number;
+  /** Called as each write is started, with the bytes it writes and where. */
+  onSubmit?: (buf: Uint8Array<ArrayBuffer>, offset: number) => void;
+  /** Called as each write completes, with its length. */
+  onWritten?: (bytes: number) => void;
+}
+
+/**
+ * Writes of pieces that stay valid until written (a mapping of blocks.dat):
+ * long pieces are written straight from the caller's memory, in writes of
+ * at most `ioSize` bytes; short ones are gathered into a staging buffer
+ * while it stays contiguous on the target. Up to `depth` writes are in
+ * flight at once. Copying every piece through our buffers cost a third of
+ * the target's speed; only short pieces pay for it now.
+ */
+export class WriteQueue {
+  #writer: TargetWriter;
+  #ioSize: number;
+  #depth: number;
+  #zeroCopyMin: number;
+  #options: WriteQueueOptions;
+  /** Writes in flight, oldest first; each settles to its error or null. */
+  #inflight: Promise<unknown>[] = [];
+  #staging: Array<{ buf: Uint8Array<ArrayBuffer>; written: Promise<unknown> }>;
+  #cur = 0;
+  /** Target offset of the staged bytes, and how many there are. */
+  #stagedAt = 0;
+  #staged = 0;
+  /** Writes started. */
+  writes = 0;
+
+  constructor(writer: TargetWriter, ioSize: number, options: WriteQueueOptions = {}) {
+    this.#writer = writer;
+    this.#ioSize = ioSize;
+    this.#depth = Math.max(1, options.depth ?? 2);
+    this.#zeroCopyMin = options.zeroCopyMin ?? Math.max(DIRECT_ALIGN, ioSize / 8);
+    this.#options = options;
+    // One staging buffer more than the depth: one can fill while the others are written.
+    this.#staging = Array.from(
+      { length: this.#depth + 1 },
+      () => ({ buf: alignedBuffer(ioSize), written: Promise.resolve(null) }),
+    );
+  }
+
+  /** Write `data` at `offset`; `data` must stay unchanged until {@linkcode drain} returns. */
+  async put(data: Uint8Array<ArrayBuffer>, offset: number): Promise<void> {
+    if (this.#staged > 0 && offset !== this.#stagedAt + this.#staged) await this.#flushStaged();
+    if (data.length >= this.#zeroCopyMin) {
+      await this.#flushStaged();
+      for (let at = 0; at < data.length; at += this.#ioSize) {
+        await this.#submit(
+          data.subarray(at, Math.min(data.length, at + this.#ioSize)),
+          offset + at,
+        );
+      }
+      return;
+    }
+    let done = 0;
+    while (done < data.length) {
+      const s = this.#staging[this.#cur];
+      if (this.#staged === 0) {
+        await s.written; // its error, if any, is thrown from #inflight
+        this.#stagedAt = offset + done;
+      }
+      const take = Math.min(data.length - done, this.#ioSize - this.#staged);
+      s.buf.set(data.subarray(done, done + take), this.#staged);
+      this.#staged += take;
+      done += take;
+      if (this.#staged === this.#ioSize) await this.#flushStaged();
+    }
+  }
+
+  /** Write what is staged, wait for every write; throws the first write error. */
+  async drain(): Promise<void> {
+    await this.#flushStaged();
+    while (this.#inflight.length > 0) await this.#settleOldest();
+  }
+
+  /** After a failure: wait for the writes in flight, drop what is staged, start nothing. */
+  async abandon(): Promise<void> {
+    this.#staged = 0;
+    while (this.#inflight.length > 0) await this.#inflight.shift();
+  }
+
+  async #flushStaged(): Promise<void> {
+    if (this.#staged === 0) return;
+    const s = this.#staging[this.#cur];
+    const buf = s.buf.subarray(0, this.#staged);
+    this.#staged = 0;
+    this.#cur = (this.#cur + 1) % this.#staging.length;
+    s.written = (await this.#submit(buf, this.#stagedAt)).written;
+  }
+
+  /**
+   * Start writing `buf` at `offset` once fewer than `depth` writes are in
+   * flight. Returns the write, wrapped: an async function would wait for it.
+   */
+  async #submit(
+    buf: Uint8Array<ArrayBuffer>,
+    offset: number,
+  ): Promise<{ written: Promise<unknown> }> {
+    while (this.#inflight.length >= this.#depth) await this.#settleOldest();
+    const written = this.#writer.write(buf, offset).then(() => {
+      this.#options.onWritten?.(buf.length);
+      return null;
+    }, (e) => e);
+    this.#inflight.push(written);
+    this.writes++;
+    this.#options.onSubmit?.(buf, offset);
+    return { written };
+  }
+
+  async #settleOldest(): Promise<void> {
+    const err = await this.#inflight.shift();
     if (err) throw err;
   }
 }

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { applyRestore, devString, exportImage, loopDevicesOf } from "../../lib/apply.ts";
+import { applyRestore, devString, exportImage, loopDevicesOf, writePlan } from "../../lib/apply.ts";
 import { RestoreError } from "../../lib/errors.ts";
 import { planRestore } from "../../lib/plan.ts";
 import { listSessions } from "../../lib/store.ts";
@@ -133,6 +133,18 @@ Deno.test("apply: a data checksum error refuses before the first byte is written
   await flipBit(`${f.root}/${f.ids[3]}/blocks.dat`, at, 6);
   const p = planRestore(await listSessions(f.root, { liveSessions: new Set() }), f.ids[0]);
   await rejectsWith(applyRestore(p), "damaged", /blocks\.dat at offset \d+: data_crc mismatch/);
+  assert.deepEqual(await Deno.readFile(f.image), f.h.final);
+  await Deno.remove(f.dir, { recursive: true });
+});
+
+Deno.test("apply: a blocks.dat cut short after planning is refused before mapping it", async () => {
+  // The write pass maps blocks.dat; reading a mapping past the file's end
+  // would kill the process with SIGBUS instead of giving an error.
+  const f = await fixture();
+  const p = await plan(f, 0);
+  const last = p.sessions.at(-1)!;
+  await Deno.truncate(`${last.dir}/blocks.dat`, last.dataBytes - 4096);
+  await rejectsWith(writePlan(p, f.image), "damaged", /blocks\.dat: file ends at \d+/);
   assert.deepEqual(await Deno.readFile(f.image), f.h.final);
   await Deno.remove(f.dir, { recursive: true });
 });

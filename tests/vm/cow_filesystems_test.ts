@@ -1,4 +1,5 @@
-// vm: disks=1 disk-size=512M store-size=1G timeout=1200
+// vm: disks=1 disk-size=512M store-size=1G timeout=2400
+// timeout: a hang guard; 570 s alone, over 1200 s beside three other TCG VMs on 2 cores.
 /**
  * For every filesystem: mount, write a realistic mix, unmount, restore, and
  * the whole device is byte-identical to its state before the mount. Also a

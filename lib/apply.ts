@@ -416,8 +416,6 @@ export async function writePlan(
       ? await readBackWritten(path, written, alignedBuffer(ioSize), options.onProgress, breathe)
       : 0;
     return { bytes: done, writes: out.writes, verifiedBytes, direct: writer.direct };
-  } catch (e) {
-    throw ioError(e, `restore into ${path}`);
   } finally {
     await queue?.abandon(); // never unmap under a write in flight
     writer?.close();

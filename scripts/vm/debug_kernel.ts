@@ -120,11 +120,17 @@ async function readRecord(path: string): Promise<DebugKernel | null> {
   }
 }
 
-/** The first source package apt has a candidate for, and that version. */
+/**
+ * The first source package apt has a candidate for, and that version. Lists
+ * that lack the preferred package may just be stale (a new machine's image
+ * has no bookworm-security lists), so a fallback is taken only after
+ * `apt-get update`.
+ */
 async function newestSource(): Promise<{ pkg: string; version: string }> {
   for (const pass of [0, 1]) {
     if (pass === 1) await aptUpdate();
-    for (const pkg of SOURCE_PACKAGES) {
+    const candidates = pass === 0 ? SOURCE_PACKAGES.slice(0, 1) : SOURCE_PACKAGES;
+    for (const pkg of candidates) {
       const r = await run("apt-cache", ["policy", pkg]);
       const version = /Candidate:\s*(\S+)/.exec(r.stdout)?.[1];
       if (version && version !== "(none)") return { pkg, version };

@@ -6,15 +6,20 @@
  * libc is opened lazily, on the first call, so that importing this module
  * (for `--help`, or for the errno tables) needs no FFI permission.
  *
- * errno is read through `__errno_location` right after a synchronous call on
- * the same thread, before any other JavaScript runs. Calls made with
- * `nonblocking: true` run on another thread, where errno is out of reach;
- * {@linkcode pollAsync} therefore reports only the return value.
+ * Errors: on x86-64 the system calls below go through {@linkcode rawSyscall},
+ * and the kernel's own return value carries the errno. Elsewhere (and for
+ * statvfs, a libc conversion) libc makes the call and errno is read through
+ * `__errno_location` right after it; V8 can run code of its own between the
+ * two calls and change errno (raw_syscall.ts says how), so that errno is
+ * best effort. Calls made with `nonblocking: true` run on another thread,
+ * where errno is out of reach; {@linkcode pollAsync} therefore reports only
+ * the return value.
  *
  * @module
  */
 
 import { errnoDescription, errnoName } from "./_errno.ts";
+import { rawErrno, rawSyscall } from "./raw_syscall.ts";
 
 export { ERRNO, errnoDescription, errnoName } from "./_errno.ts";
 
@@ -64,6 +69,22 @@ export const SYS: Readonly<Record<"init_module" | "delete_module" | "finit_modul
 
 /** delete_module(2) flag: fail at once instead of waiting for users to go. */
 export const O_NONBLOCK_DELETE = O_NONBLOCK;
+
+/** x86-64 numbers of the calls made through {@linkcode rawSyscall} (it exists only there). */
+const NR = {
+  write: 1,
+  mmap: 9,
+  munmap: 11,
+  ioctl: 16,
+  pread64: 17,
+  pwrite64: 18,
+  fsync: 74,
+  openat: 257,
+  pipe2: 293,
+} as const;
+
+/** openat(2)'s "relative to the current directory". */
+const AT_FDCWD = -100;
 
 const SYMBOLS = {
   syscall: {
@@ -133,28 +154,53 @@ export function addressOf(buf: Uint8Array<ArrayBuffer> | null): bigint {
 /** A system call argument: an integer, or a buffer passed by address. */
 export type SyscallArg = number | bigint | Uint8Array<ArrayBuffer> | null;
 
+/** A system call argument as a 64-bit word (buffers by address). */
+function word(a: SyscallArg): bigint {
+  return a === null ? 0n : a instanceof Uint8Array ? addressOf(a) : BigInt.asUintN(64, BigInt(a));
+}
+
+/**
+ * The arguments of the raw call in progress. The kernel gets buffers by
+ * address only, so something must keep them from the garbage collector
+ * until it returns: a write here is a side effect no optimiser drops.
+ */
+const pinned: { args: readonly SyscallArg[] | null } = { args: null };
+
+/**
+ * Make system call `nr` (an x86-64 number) and return its result, or throw
+ * {@linkcode ErrnoError}. Without the raw path, `viaLibc` makes the same
+ * call through libc: -1 means failure and errno says why.
+ */
+function sys(op: string, nr: number, args: SyscallArg[], viaLibc: () => bigint): bigint {
+  const raw = rawSyscall();
+  if (raw === null) {
+    const ret = viaLibc();
+    if (ret === -1n) throw new ErrnoError(op, errno());
+    return ret;
+  }
+  let ret: bigint;
+  pinned.args = args;
+  try {
+    ret = raw(nr, args.map(word));
+  } finally {
+    pinned.args = null;
+  }
+  const err = rawErrno(ret);
+  if (err !== 0) throw new ErrnoError(op, err);
+  return ret;
+}
+
 /**
  * syscall(2): call system call `nr` with up to six arguments.
  * Returns the non-negative result or throws {@linkcode ErrnoError}.
  */
 export function syscall(op: string, nr: number, ...args: SyscallArg[]): number {
   if (args.length > 6) throw new RangeError("syscall takes at most 6 arguments");
-  const keep = args; // the buffers stay reachable until the call returns
-  const words = keep.map((a) =>
-    a === null ? 0n : a instanceof Uint8Array ? addressOf(a) : BigInt.asUintN(64, BigInt(a))
-  );
-  while (words.length < 6) words.push(0n);
-  const ret = libc().syscall(
-    BigInt(nr),
-    words[0],
-    words[1],
-    words[2],
-    words[3],
-    words[4],
-    words[5],
-  );
-  if (ret === -1n) throw new ErrnoError(op, errno());
-  return Number(ret);
+  return Number(sys(op, nr, args, () => {
+    const w = args.map(word);
+    while (w.length < 6) w.push(0n);
+    return libc().syscall(BigInt(nr), w[0], w[1], w[2], w[3], w[4], w[5]);
+  }));
 }
 
 /** ioctl(2) with a pointer argument. Returns the result or throws {@linkcode ErrnoError}. */
@@ -164,16 +210,23 @@ export function ioctl(
   request: number,
   arg: Uint8Array<ArrayBuffer>,
 ): number {
-  const ret = libc().ioctl(fd, BigInt(request), arg);
-  if (ret === -1) throw new ErrnoError(op, errno());
-  return ret;
+  return Number(
+    sys(op, NR.ioctl, [fd, request, arg], () => BigInt(libc().ioctl(fd, BigInt(request), arg))),
+  );
 }
 
 /** open(2). Returns a file descriptor or throws {@linkcode ErrnoError}. */
 export function open(path: string, flags: number, mode = 0): number {
-  const fd = libc().open(cstring(path), flags | O_CLOEXEC, mode);
-  if (fd === -1) throw new ErrnoError(`open ${path}`, errno());
-  return fd;
+  const name = cstring(path);
+  const f = flags | O_CLOEXEC;
+  return Number(
+    sys(
+      `open ${path}`,
+      NR.openat,
+      [AT_FDCWD, name, f, mode],
+      () => BigInt(libc().open(name, f, mode)),
+    ),
+  );
 }
 
 /** close(2); errors are ignored (there is nothing useful to do about them). */
@@ -183,16 +236,28 @@ export function close(fd: number): void {
 
 /** pread(2). Returns the byte count or throws {@linkcode ErrnoError}. */
 export function pread(fd: number, buf: Uint8Array<ArrayBuffer>, offset: number): number {
-  const n = libc().pread(fd, buf, BigInt(buf.length), BigInt(offset));
-  if (n === -1n) throw new ErrnoError("read", errno());
-  return Number(n);
+  const len = BigInt(buf.length);
+  return Number(
+    sys(
+      "read",
+      NR.pread64,
+      [fd, buf, len, offset],
+      () => BigInt(libc().pread(fd, buf, len, BigInt(offset))),
+    ),
+  );
 }
 
 /** pwrite(2). Returns the byte count or throws {@linkcode ErrnoError}. */
 export function pwrite(fd: number, buf: Uint8Array<ArrayBuffer>, offset: number): number {
-  const n = libc().pwrite(fd, buf, BigInt(buf.length), BigInt(offset));
-  if (n === -1n) throw new ErrnoError("write", errno());
-  return Number(n);
+  const len = BigInt(buf.length);
+  return Number(
+    sys(
+      "write",
+      NR.pwrite64,
+      [fd, buf, len, offset],
+      () => BigInt(libc().pwrite(fd, buf, len, BigInt(offset))),
+    ),
+  );
 }
 
 /**
@@ -215,13 +280,11 @@ export async function pwriteAsync(
  * errno (the error is reported once), so it never runs on another thread.
  */
 export function fsync(fd: number): void {
-  if (libc().fsync(fd) === -1) throw new ErrnoError("fsync", errno());
+  sys("fsync", NR.fsync, [fd], () => BigInt(libc().fsync(fd)));
 }
 
 const PROT_READ = 1;
 const MAP_SHARED = 1;
-/** mmap(2)'s MAP_FAILED, `(void *)-1`. */
-const MAP_FAILED = 0xffff_ffff_ffff_ffffn;
 
 /** A read-only mapping of a file, from {@linkcode mapReadOnly}. */
 export interface Mapping {
@@ -237,31 +300,34 @@ export interface Mapping {
  * the caller checks the file's size first.
  */
 export function mapReadOnly(fd: number, length: number): Mapping {
-  const p = libc().mmap(null, BigInt(length), PROT_READ, MAP_SHARED, fd, 0n);
-  if (p === null || BigInt(Deno.UnsafePointer.value(p)) === MAP_FAILED) {
-    throw new ErrnoError("mmap", errno());
-  }
+  const len = BigInt(length);
+  // libc's MAP_FAILED, (void *)-1, reads as -1 once signed.
+  const address = sys("mmap", NR.mmap, [0, len, PROT_READ, MAP_SHARED, fd, 0], () => {
+    const p = libc().mmap(null, len, PROT_READ, MAP_SHARED, fd, 0n);
+    return BigInt.asIntN(64, BigInt(Deno.UnsafePointer.value(p)));
+  });
+  const p = Deno.UnsafePointer.create(address)!;
   return { bytes: new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(p, length)), pointer: p };
 }
 
 /** munmap(2) a {@linkcode Mapping}. */
 export function unmap(m: Mapping): void {
-  if (libc().munmap(m.pointer, BigInt(m.bytes.length)) === -1) {
-    throw new ErrnoError("munmap", errno());
-  }
+  const address = BigInt(Deno.UnsafePointer.value(m.pointer));
+  const len = BigInt(m.bytes.length);
+  sys("munmap", NR.munmap, [address, len], () => BigInt(libc().munmap(m.pointer, len)));
 }
 
 /** write(2). Returns the byte count or throws {@linkcode ErrnoError}. */
 export function write(fd: number, buf: Uint8Array<ArrayBuffer>): number {
-  const n = libc().write(fd, buf, BigInt(buf.length));
-  if (n === -1n) throw new ErrnoError("write", errno());
-  return Number(n);
+  const len = BigInt(buf.length);
+  return Number(sys("write", NR.write, [fd, buf, len], () => libc().write(fd, buf, len)));
 }
 
 /** pipe2(2) with O_CLOEXEC|O_NONBLOCK. Returns [read end, write end]. */
 export function pipe(): [number, number] {
   const fds = alloc(8);
-  if (libc().pipe2(fds, O_CLOEXEC | O_NONBLOCK) === -1) throw new ErrnoError("pipe2", errno());
+  const flags = O_CLOEXEC | O_NONBLOCK;
+  sys("pipe2", NR.pipe2, [fds, flags], () => BigInt(libc().pipe2(fds, flags)));
   const v = new DataView(fds.buffer);
   return [v.getInt32(0, true), v.getInt32(4, true)];
 }

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import {
+  addressOf,
   alloc,
   close,
   cstring,
@@ -7,7 +8,10 @@ import {
   errnoDescription,
   ErrnoError,
   errnoName,
+  fsync,
   geteuid,
+  ioctl,
+  mapReadOnly,
   O_RDONLY,
   open,
   pipe,
@@ -18,6 +22,7 @@ import {
   syscall,
   write,
 } from "../../ffi/libc.ts";
+import { rawErrno, rawSyscall } from "../../ffi/raw_syscall.ts";
 import {
   decodeDeviceInfo,
   decodeListCount,
@@ -183,6 +188,53 @@ Deno.test("libc: syscall returns results and errno", () => {
   assert.equal(syscall("write", nrWrite, w, cstring("hi"), 2), 2);
   close(r);
   close(w);
+});
+
+Deno.test("raw syscall: the kernel's own result carries the errno (x86-64)", () => {
+  const raw = rawSyscall();
+  if (Deno.build.arch !== "x86_64") {
+    assert.equal(raw, null, "no stub off x86-64: libc and errno instead");
+    return;
+  }
+  assert.ok(raw !== null, "the stub could be made");
+  assert.equal(raw(39, []), BigInt(Deno.pid), "getpid");
+  // openat(AT_FDCWD, "/nonexistent", O_RDONLY): -ENOENT in the return value itself.
+  const name = cstring("/nonexistent/bdsnap");
+  assert.equal(raw(257, [-100n, addressOf(name), 0n, 0n]), -2n);
+  assert.equal(name[0], 0x2f, "the name stays reachable until the call returned");
+  assert.equal(rawErrno(-2n), 2);
+  assert.equal(rawErrno(-4095n), 4095);
+  assert.equal(rawErrno(-4096n), 0, "below -4095 is a value (an address), not an error");
+  assert.equal(rawErrno(3n), 0);
+  // The sixth argument travels on the stack: mmap a file's second page by its offset.
+  const path = Deno.makeTempFileSync();
+  const data = new Uint8Array(8192);
+  data[4096] = 0x5a;
+  Deno.writeFileSync(path, data);
+  const fd = open(path, O_RDONLY);
+  const addr = raw(9, [0n, 4096n, 1n, 1n, BigInt(fd), 4096n]);
+  assert.equal(rawErrno(addr), 0);
+  const page = new Uint8Array(
+    Deno.UnsafePointerView.getArrayBuffer(Deno.UnsafePointer.create(addr)!, 4096),
+  );
+  assert.equal(page[0], 0x5a, "the sixth argument (offset) reached the kernel");
+  assert.equal(raw(11, [addr, 4096n]), 0n, "munmap");
+  close(fd);
+  Deno.removeSync(path);
+});
+
+Deno.test("libc: failures through every wrapper give the kernel's errno", () => {
+  const [r, w] = pipe();
+  close(w);
+  assert.throws(() => write(w, cstring("x")), (e: unknown) => (e as ErrnoError).code === "EBADF");
+  assert.throws(() => pread(r, alloc(1), 0), (e: unknown) => (e as ErrnoError).code === "ESPIPE");
+  assert.throws(() => fsync(w), (e: unknown) => (e as ErrnoError).code === "EBADF");
+  assert.throws(
+    () => ioctl("tcgets", r, 0x5401, alloc(64)),
+    (e: unknown) => (e as ErrnoError).code === "ENOTTY" && (e as ErrnoError).op === "tcgets",
+  );
+  assert.throws(() => mapReadOnly(w, 4096), (e: unknown) => (e as ErrnoError).code === "EBADF");
+  close(r);
 });
 
 Deno.test("libc: poll on another thread sees a pipe become readable", async () => {

@@ -32,37 +32,18 @@ export type RawSyscall = (nr: number | bigint, args: readonly bigint[]) => bigin
  * (rax, rdi, rsi, rdx, r10, r8, r9). `syscall` clobbers rcx and r11, both
  * caller-saved.
  */
+// deno-fmt-ignore
 const STUB_X86_64 = new Uint8Array([
-  0xf3,
-  0x0f,
-  0x1e,
-  0xfa, // endbr64 (a no-op where IBT is off)
-  0x48,
-  0x89,
-  0xf8, //       mov rax, rdi
-  0x48,
-  0x89,
-  0xf7, //       mov rdi, rsi
-  0x48,
-  0x89,
-  0xd6, //       mov rsi, rdx
-  0x48,
-  0x89,
-  0xca, //       mov rdx, rcx
-  0x4d,
-  0x89,
-  0xc2, //       mov r10, r8
-  0x4d,
-  0x89,
-  0xc8, //       mov r8, r9
-  0x4c,
-  0x8b,
-  0x4c,
-  0x24,
-  0x08, // mov r9, [rsp+8]
-  0x0f,
-  0x05, //             syscall
-  0xc3, //                   ret
+  0xf3, 0x0f, 0x1e, 0xfa,       // endbr64 (a no-op where IBT is off)
+  0x48, 0x89, 0xf8,             // mov rax, rdi
+  0x48, 0x89, 0xf7,             // mov rdi, rsi
+  0x48, 0x89, 0xd6,             // mov rsi, rdx
+  0x48, 0x89, 0xca,             // mov rdx, rcx
+  0x4d, 0x89, 0xc2,             // mov r10, r8
+  0x4d, 0x89, 0xc8,             // mov r8, r9
+  0x4c, 0x8b, 0x4c, 0x24, 0x08, // mov r9, [rsp+8]
+  0x0f, 0x05,                   // syscall
+  0xc3,                         // ret
 ]);
 
 const PAGE = 4096;

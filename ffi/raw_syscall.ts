@@ -11,9 +11,9 @@
  * admin (a refused password reported as a missing device) and a wrong exit
  * code for cron and systemd.
  *
- * So on x86-64 the call goes through a stub of ten instructions that moves
+ * So on x86-64 the call goes through a trampoline of ten instructions that moves
  * the arguments into the kernel's registers, executes `syscall` and returns
- * rax as it is: nothing runs between the kernel's answer and ours. The stub
+ * rax as it is: nothing runs between the kernel's answer and ours. The trampoline
  * lives in a page of its own, written and then made read-only and
  * executable (never writable and executable at once); V8 needs the same
  * kind of memory for its JIT, so wherever Deno runs, this can be had. On
@@ -27,13 +27,13 @@
 export type RawSyscall = (nr: number | bigint, args: readonly bigint[]) => bigint;
 
 /**
- * The stub, System V calling convention in, kernel convention out:
+ * The trampoline, System V calling convention in, kernel convention out:
  * (nr, a0…a4 in rdi, rsi, rdx, rcx, r8, r9; a5 on the stack) →
  * (rax, rdi, rsi, rdx, r10, r8, r9). `syscall` clobbers rcx and r11, both
  * caller-saved.
  */
 // deno-fmt-ignore
-const STUB_X86_64 = new Uint8Array([
+const TRAMPOLINE_X86_64 = new Uint8Array([
   0xf3, 0x0f, 0x1e, 0xfa,       // endbr64 (a no-op where IBT is off)
   0x48, 0x89, 0xf8,             // mov rax, rdi
   0x48, 0x89, 0xf7,             // mov rdi, rsi
@@ -54,17 +54,17 @@ const MAP_PRIVATE = 0x02;
 const MAP_ANONYMOUS = 0x20;
 
 const WORDS = ["u64", "u64", "u64", "u64", "u64", "u64"] as const;
-const STUB_SIGNATURE = { parameters: ["i64", ...WORDS], result: "i64" } as const;
+const TRAMPOLINE_SIGNATURE = { parameters: ["i64", ...WORDS], result: "i64" } as const;
 
-let stub: RawSyscall | null | undefined;
+let trampoline: RawSyscall | null | undefined;
 
-/** The raw system call, or `null` where there is no stub (not x86-64, or no executable page). */
+/** The raw system call, or `null` where there is no trampoline (not x86-64, or no executable page). */
 export function rawSyscall(): RawSyscall | null {
-  if (stub === undefined) stub = makeStub();
-  return stub;
+  if (trampoline === undefined) trampoline = makeTrampoline();
+  return trampoline;
 }
 
-function makeStub(): RawSyscall | null {
+function makeTrampoline(): RawSyscall | null {
   if (Deno.build.arch !== "x86_64" || Deno.build.os !== "linux") return null;
   const mm = Deno.dlopen("libc.so.6", {
     mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
@@ -75,10 +75,10 @@ function makeStub(): RawSyscall | null {
     const page = mm.symbols.mmap(null, BigInt(PAGE), PROT_READ | PROT_WRITE, flags, -1, 0n);
     // MAP_FAILED is (void *)-1.
     if (page === null || Deno.UnsafePointer.value(page) === 0xffff_ffff_ffff_ffffn) return null;
-    new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(page, PAGE)).set(STUB_X86_64);
+    new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(page, PAGE)).set(TRAMPOLINE_X86_64);
     if (mm.symbols.mprotect(page, BigInt(PAGE), PROT_READ | PROT_EXEC) !== 0) return null;
-    const entry = page as Deno.PointerObject<typeof STUB_SIGNATURE>;
-    const fn = new Deno.UnsafeFnPointer(entry, STUB_SIGNATURE);
+    const entry = page as Deno.PointerObject<typeof TRAMPOLINE_SIGNATURE>;
+    const fn = new Deno.UnsafeFnPointer(entry, TRAMPOLINE_SIGNATURE);
     return (nr, args) => {
       if (args.length > 6) throw new RangeError("a system call takes at most 6 arguments");
       const w = [0n, 0n, 0n, 0n, 0n, 0n];

@@ -193,10 +193,10 @@ Deno.test("libc: syscall returns results and errno", () => {
 Deno.test("raw syscall: the kernel's own result carries the errno (x86-64)", () => {
   const raw = rawSyscall();
   if (Deno.build.arch !== "x86_64") {
-    assert.equal(raw, null, "no stub off x86-64: libc and errno instead");
+    assert.equal(raw, null, "no trampoline off x86-64: libc and errno instead");
     return;
   }
-  assert.ok(raw !== null, "the stub could be made");
+  assert.ok(raw !== null, "the trampoline could be made");
   assert.equal(raw(39, []), BigInt(Deno.pid), "getpid");
   // openat(AT_FDCWD, "/nonexistent", O_RDONLY): -ENOENT in the return value itself.
   const name = cstring("/nonexistent/bdsnap");

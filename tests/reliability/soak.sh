@@ -14,7 +14,7 @@ inflight() { python3 -c 'import bdsnap_ctl as b, os; fd = os.open("/dev/bdsnap",
 # of RAM before they go back to their slab, so SUnreclaim counts them as in
 # use; shrinking a cache takes its objects out of the quarantine.
 kasan=0
-dmesg | grep -q 'KernelAddressSanitizer initialized' && kasan=1
+grep -qw kasan_quarantine_reduce /proc/kallsyms && kasan=1
 KMEMLEAK=/sys/kernel/debug/kmemleak
 settle() {
 	sync

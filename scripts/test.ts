@@ -1,15 +1,26 @@
 /**
- * `deno task test`: unit tests on the host, harness tests (which boot VMs
- * themselves), then every VM test file in its own boot on each kernel.
- * Ends with "N passed, N failed" and exits non-zero on any failure.
+ * `deno task test`: unit tests on the host, then the VM suite on every kernel
+ * of the matrix, one boot per test file and kernel, two VMs at a time; the
+ * harness tests (which boot VMs themselves) run as one more job beside them.
+ * Ends with a time table and "N passed, N failed, N skipped", and exits
+ * non-zero on any failure.
  *
- *   deno task test [--kernel 6.1|6.12|debug]… [--only SUBSTRING[,…]] [--jobs N] [--skip-unit]
+ *   deno task test [--kernel 6.1|6.12|debug]… [--tier core|full] [--full-on SERIES]
+ *                  [--only SUBSTRING[,…]] [--jobs N] [--skip-unit] [--skip-vm]
+ *
+ * Tiers, so that the suite fits CI's time on every kernel: each kernel runs
+ * the core tier (the files' essential tests), and one kernel per run, the
+ * full tier (everything). Which one rotates by UTC day, so every kernel gets
+ * the full tier in turn; `--full-on` picks it, `--tier full` (test:full) runs
+ * everything everywhere. A test file's `tier=full` directive keeps the whole
+ * file to the full tier; inside a file, `fullTierOnly` (tests/vm/_helpers.ts)
+ * marks single tests.
  *
  * The debug kernel (KASAN, lockdep, kmemleak…) is never a default; under
  * TCG it runs several times slower, so its VM timeouts are multiplied.
  *
  * A VM test file may start with a directive line for its VM, e.g.
- *   // vm: disks=3 disk-size=256M store-size=64M timeout=600 memory=2048
+ *   // vm: disks=3 disk-size=256M store-size=64M timeout=600 memory=2048 tier=full
  * @module
  */
 import { parseArgs } from "node:util";
@@ -18,22 +29,30 @@ import { type Kernel, parseSeries, provisionKernel, SERIES, slowFactor } from ".
 import { buildKmod } from "./vm/kmod.ts";
 import { parseSize, runVmRetryingBoot, type VmOptions } from "./vm/qemu.ts";
 import { REPO } from "./vm/paths.ts";
+import { type FileTime, loadTimes, saveTimes, timeKey, timeTable } from "./test_times.ts";
+
+type Tier = "core" | "full";
 
 interface Tally {
   passed: number;
   failed: number;
+  skipped: number;
   failures: string[];
 }
 
-const tally: Tally = { passed: 0, failed: 0, failures: [] };
+const tally: Tally = { passed: 0, failed: 0, skipped: 0, failures: [] };
+const times: FileTime[] = [];
 
-/** Parse deno test's closing line: "ok | 3 passed | 0 failed (2s)". */
-export function parseDenoTestSummary(out: string): { passed: number; failed: number } | null {
+/** Parse deno test's closing line: "ok | 3 passed | 0 failed | 2 ignored (2s)". */
+export function parseDenoTestSummary(
+  out: string,
+): { passed: number; failed: number; ignored: number } | null {
   const lines = out.split("\n").filter((l) => /\d+ passed \| \d+ failed/.test(l));
   const last = lines.at(-1);
   if (!last) return null;
   const m = /(\d+) passed \| (\d+) failed/.exec(last)!;
-  return { passed: Number(m[1]), failed: Number(m[2]) };
+  const ignored = Number(/(\d+) ignored/.exec(last)?.[1] ?? 0);
+  return { passed: Number(m[1]), failed: Number(m[2]), ignored };
 }
 
 function record(name: string, out: string, ok: boolean, extra: string[] = []): void {
@@ -41,6 +60,7 @@ function record(name: string, out: string, ok: boolean, extra: string[] = []): v
   if (s) {
     tally.passed += s.passed;
     tally.failed += s.failed;
+    tally.skipped += s.ignored;
     if (s.failed > 0) tally.failures.push(name);
   }
   if (!s || (!ok && s.failed === 0)) {
@@ -87,10 +107,10 @@ async function listTests(dir: string, only?: string): Promise<string[]> {
 }
 
 /** Read the `// vm:` directive of a VM test file. */
-async function vmDirective(file: string): Promise<Partial<VmOptions>> {
+async function vmDirective(file: string): Promise<Partial<VmOptions> & { tier?: Tier }> {
   const head = (await Deno.readTextFile(`${REPO}/${file}`)).split("\n").slice(0, 5);
   const line = head.find((l) => l.startsWith("// vm:"));
-  const o: Partial<VmOptions> = {};
+  const o: Partial<VmOptions> & { tier?: Tier } = {};
   if (!line) return o;
   for (const kv of line.slice(6).trim().split(/\s+/)) {
     const [k, v] = kv.split("=");
@@ -100,18 +120,24 @@ async function vmDirective(file: string): Promise<Partial<VmOptions>> {
     else if (k === "timeout") o.timeout = Number(v);
     else if (k === "memory") o.memory = Number(v);
     else if (k === "cpus") o.cpus = Number(v);
+    else if (k === "tier" && (v === "core" || v === "full")) o.tier = v;
     else throw new Error(`${file}: unknown vm directive '${k}'`);
   }
   return o;
 }
 
-async function runVmFile(k: Kernel, file: string): Promise<void> {
+async function runVmFile(k: Kernel, file: string, tier: Tier): Promise<void> {
   const name = `${file} [${k.series}]`;
-  console.log(`\n=== ${name}`);
-  const vm = await vmDirective(file);
+  console.log(`\n=== ${name} (${tier} tier)`);
+  const { tier: _fileTier, ...vm } = await vmDirective(file);
   vm.timeout = (vm.timeout ?? 900) * slowFactor(k);
   const r = await runVmRetryingBoot(
-    { kernel: k, command: `"$BDSNAP_DENO" test -A --quiet ${file}`, ...vm },
+    {
+      kernel: k,
+      command: `"$BDSNAP_DENO" test -A --quiet ${file}`,
+      ...vm,
+      env: { BDSNAP_TIER: tier },
+    },
     (why, first) =>
       console.log(
         `[test] ${name}: the guest failed before the command started (${why}); ` +
@@ -126,10 +152,32 @@ async function runVmFile(k: Kernel, file: string): Promise<void> {
   for (const x of extra) console.log(`[test] ${name}: ${x}`);
   console.log(
     `[test] ${name}: ${r.ok ? "ok" : "FAILED"} (boot ${r.bootSeconds?.toFixed(1) ?? "-"} s, ` +
-      `total ${r.totalSeconds.toFixed(1)} s, ${r.accel})`,
+      `total ${r.totalSeconds.toFixed(1)} s, ${r.accel}, ${k.release})`,
   );
   if (!r.ok) console.log(`[test] logs: ${r.runDir}`);
-  record(name, r.output, r.ok, extra);
+  record(`${file} [${k.series} ${k.release}]`, r.output, r.ok, extra);
+  times.push({
+    file,
+    series: k.series,
+    tier,
+    ok: r.ok,
+    bootSeconds: r.bootSeconds,
+    totalSeconds: r.totalSeconds,
+    profile: r.profile,
+  });
+}
+
+/** The kernel that runs the full tier today: rotates through the matrix by UTC day. */
+export function fullTierKernel(series: string[], now = new Date()): string {
+  const day = Math.floor(now.getTime() / 86_400_000);
+  return series[day % series.length];
+}
+
+/** One unit of work for the VM pool, with the seconds it is expected to take. */
+interface Job {
+  name: string;
+  expected: number;
+  run(): Promise<void>;
 }
 
 async function main(): Promise<number> {
@@ -137,6 +185,8 @@ async function main(): Promise<number> {
     args: Deno.args,
     options: {
       kernel: { type: "string", multiple: true },
+      tier: { type: "string" },
+      "full-on": { type: "string" },
       only: { type: "string" },
       jobs: { type: "string", default: "2" },
       "skip-unit": { type: "boolean", default: false },
@@ -144,58 +194,113 @@ async function main(): Promise<number> {
     },
   });
   const series = (values.kernel ?? [...SERIES]).map(parseSeries);
+  if (values.tier !== undefined && values.tier !== "core" && values.tier !== "full") {
+    throw new Error(`--tier ${values.tier}: use core or full`);
+  }
+  const fullOn = values["full-on"] ?? fullTierKernel(series);
+  if (!series.includes(fullOn as typeof series[number])) {
+    throw new Error(
+      `--full-on ${fullOn}: not among the kernels of this run (${series.join(", ")})`,
+    );
+  }
+  const tierOf = (s: string): Tier =>
+    (values.tier as Tier | undefined) ?? (s === fullOn ? "full" : "core");
   const started = performance.now();
+  const phases: [string, number][] = [];
+  const phase = async (name: string, f: () => Promise<void>) => {
+    const t = performance.now();
+    await f();
+    phases.push([name, (performance.now() - t) / 1000]);
+  };
+  console.log(`[test] kernels: ${series.map((s) => `${s} (${tierOf(s)} tier)`).join(", ")}`);
 
   if (!values["skip-unit"]) {
-    console.log("=== unit tests (host)");
-    const files = await listTests("tests/unit", values.only);
-    if (files.length > 0) {
-      const r = await denoTest(files);
-      record("unit tests", r.out, r.ok);
-    }
+    await phase("unit tests", async () => {
+      console.log("=== unit tests (host)");
+      const files = await listTests("tests/unit", values.only);
+      if (files.length > 0) {
+        const r = await denoTest(files);
+        record("unit tests", r.out, r.ok);
+      }
+    });
   }
 
   if (!values["skip-vm"]) {
-    await ensureHostTools();
     const kernels: Kernel[] = [];
-    for (const s of series) {
-      const k = await provisionKernel(s);
-      try {
-        await buildKmod(k);
-      } catch (e) {
-        console.log(String(e instanceof Error ? e.message : e));
-        tally.failed += 1;
-        tally.failures.push(`kmod build [${s}]`);
-        continue;
+    await phase("host tools, kernels and builds", async () => {
+      await ensureHostTools();
+      for (const s of series) {
+        const k = await provisionKernel(s);
+        try {
+          await buildKmod(k);
+        } catch (e) {
+          console.log(String(e instanceof Error ? e.message : e));
+          tally.failed += 1;
+          tally.failures.push(`kmod build [${s} ${k.release}]`);
+          continue;
+        }
+        kernels.push(k);
       }
-      kernels.push(k);
-    }
+    });
 
+    const memo = await loadTimes();
+    const jobs: Job[] = [];
     const harness = await listTests("tests/harness", values.only);
     if (harness.length > 0 && kernels.length > 0) {
-      console.log(`\n=== harness tests (host, booting ${kernels.map((k) => k.series).join(", ")})`);
-      const r = await denoTest(harness, {
-        BDSNAP_TEST_KERNELS: kernels.map((k) => k.series).join(","),
+      jobs.push({
+        name: "harness tests",
+        expected: memo["harness tests"] ?? 300,
+        run: async () => {
+          const t = performance.now();
+          console.log(
+            `\n=== harness tests (host, booting ${kernels.map((k) => k.series).join(", ")})`,
+          );
+          const r = await denoTest(harness, {
+            BDSNAP_TEST_KERNELS: kernels.map((k) => k.series).join(","),
+            BDSNAP_BENCH_KERNEL: kernels.find((k) => tierOf(k.series) === "full")?.series ??
+              kernels.at(-1)!.series,
+          });
+          record("harness tests", r.out, r.ok);
+          phases.push(["harness tests", (performance.now() - t) / 1000]);
+        },
       });
-      record("harness tests", r.out, r.ok);
     }
-
-    const files = await listTests("tests/vm", values.only);
-    const queue = kernels.flatMap((k) => files.map((f) => ({ k, f })));
-    const jobs = Math.max(1, Number(values.jobs));
-    await Promise.all(
-      Array.from({ length: jobs }, async () => {
-        for (let item = queue.shift(); item; item = queue.shift()) {
-          await runVmFile(item.k, item.f);
+    const skippedFiles: string[] = [];
+    for (const k of kernels) {
+      for (const f of await listTests("tests/vm", values.only)) {
+        const tier = tierOf(k.series);
+        const d = await vmDirective(f);
+        if (d.tier === "full" && tier !== "full") {
+          skippedFiles.push(`${f} [${k.series}]`);
+          continue;
         }
+        jobs.push({
+          name: `${f} [${k.series}]`,
+          expected: memo[timeKey(f, k.series, tier)] ?? d.timeout ?? 900,
+          run: () => runVmFile(k, f, tier),
+        });
+      }
+    }
+    if (skippedFiles.length > 0) {
+      console.log(`[test] full tier only, not run here: ${skippedFiles.join(", ")}`);
+    }
+    // Longest first: the run ends soonest when no long file starts last.
+    jobs.sort((a, b) => b.expected - a.expected);
+    const t = performance.now();
+    await Promise.all(
+      Array.from({ length: Math.max(1, Number(values.jobs)) }, async () => {
+        for (let job = jobs.shift(); job; job = jobs.shift()) await job.run();
       }),
     );
+    phases.push(["VM pool (wall)", (performance.now() - t) / 1000]);
+    await saveTimes(times);
   }
 
   const minutes = ((performance.now() - started) / 60000).toFixed(1);
+  if (times.length > 0) console.log("\n" + timeTable(times, phases));
   console.log(`\n[test] finished in ${minutes} min`);
   for (const f of tally.failures) console.log(`[test] failed: ${f}`);
-  console.log(`${tally.passed} passed, ${tally.failed} failed`);
+  console.log(`${tally.passed} passed, ${tally.failed} failed, ${tally.skipped} skipped`);
   return tally.failed === 0 && tally.passed > 0 ? 0 : 1;
 }
 
@@ -204,7 +309,7 @@ if (import.meta.main) {
     Deno.exit(await main());
   } catch (e) {
     console.error(`[test] ${e instanceof Error ? e.stack : e}`);
-    console.log(`${tally.passed} passed, ${tally.failed + 1} failed`);
+    console.log(`${tally.passed} passed, ${tally.failed + 1} failed, ${tally.skipped} skipped`);
     Deno.exit(1);
   }
 }

@@ -8,33 +8,37 @@
  * @module
  */
 import process from "node:process";
-import {
-  confirm as inqConfirm,
-  input as inqInput,
-  password as inqPassword,
-  select as inqSelect,
-} from "@inquirer/prompts";
+import type * as Inquirer from "@inquirer/prompts";
 
 const context = { output: process.stderr, clearPromptOnDone: false };
 
+// Loaded on first use: the library is most of the CLI's start-up time, and
+// most invocations (cron, scripts, --yes) never prompt.
+let inquirer: Promise<typeof Inquirer> | undefined;
+function lib(): Promise<typeof Inquirer> {
+  return inquirer ??= import("@inquirer/prompts");
+}
+
 /** Hidden input (nothing echoed). */
-export function password(config: { message: string; mask?: boolean | string }): Promise<string> {
-  return inqPassword({ mask: false, toggleMask: false, ...config }, context);
+export async function password(
+  config: { message: string; mask?: boolean | string },
+): Promise<string> {
+  return await (await lib()).password({ mask: false, toggleMask: false, ...config }, context);
 }
 
 /** One line of visible input. */
-export function input(config: Parameters<typeof inqInput>[0]): Promise<string> {
-  return inqInput(config, context);
+export async function input(config: Parameters<typeof Inquirer.input>[0]): Promise<string> {
+  return await (await lib()).input(config, context);
 }
 
 /** A yes/no question. */
-export function confirm(config: Parameters<typeof inqConfirm>[0]): Promise<boolean> {
-  return inqConfirm(config, context);
+export async function confirm(config: Parameters<typeof Inquirer.confirm>[0]): Promise<boolean> {
+  return await (await lib()).confirm(config, context);
 }
 
 /** Choose one of several values. */
-export function select<T>(config: Parameters<typeof inqSelect<T>>[0]): Promise<T> {
-  return inqSelect<T>(config, context);
+export async function select<T>(config: Parameters<typeof Inquirer.select<T>>[0]): Promise<T> {
+  return await (await lib()).select<T>(config, context);
 }
 
 /** Did the user cancel the prompt (Ctrl-C, or the terminal went away)? */

@@ -17,7 +17,7 @@
  * @module
  */
 import type { Kernel } from "./kernels.ts";
-import { aptInstall, aptUpdate } from "./host_tools.ts";
+import { AptError, aptInstall, aptLookup } from "./apt.ts";
 import { haveCommand, log, run, runChecked } from "./_process.ts";
 import { sha256Hex } from "./initramfs.ts";
 import { cacheDir, REPO } from "./paths.ts";
@@ -121,24 +121,30 @@ async function readRecord(path: string): Promise<DebugKernel | null> {
 }
 
 /**
- * The first source package apt has a candidate for, and that version. Lists
- * that lack the preferred package may just be stale (a new machine's image
- * has no bookworm-security lists), so a fallback is taken only after
- * `apt-get update`.
+ * The preferred source package and its version, or a fallback. aptLookup
+ * refreshes stale lists first (a new machine's image has no bookworm-security
+ * lists), so the fallback is taken only when fresh lists lack the preferred one.
  */
 async function newestSource(): Promise<{ pkg: string; version: string }> {
-  for (const pass of [0, 1]) {
-    if (pass === 1) await aptUpdate();
-    const candidates = pass === 0 ? SOURCE_PACKAGES.slice(0, 1) : SOURCE_PACKAGES;
-    for (const pkg of candidates) {
-      const r = await run("apt-cache", ["policy", pkg]);
-      const version = /Candidate:\s*(\S+)/.exec(r.stdout)?.[1];
-      if (version && version !== "(none)") return { pkg, version };
+  const candidate = async (pkg: string) => {
+    const r = await run("apt-cache", ["policy", pkg]);
+    const version = /Candidate:\s*(\S+)/.exec(r.stdout)?.[1];
+    return version && version !== "(none)" ? { pkg, version } : null;
+  };
+  const [preferred, ...fallbacks] = SOURCE_PACKAGES;
+  try {
+    return await aptLookup(preferred, () => candidate(preferred));
+  } catch (e) {
+    if (!(e instanceof AptError)) throw e;
+    for (const pkg of fallbacks) {
+      const found = await candidate(pkg);
+      if (found) {
+        log(`${e.message}\n[vm] building the debug kernel from ${pkg} instead`);
+        return found;
+      }
     }
+    throw e;
   }
-  throw new Error(
-    `none of ${SOURCE_PACKAGES.join(", ")} in apt's lists; is bookworm-security enabled?`,
-  );
 }
 
 /** Flex, bison, libelf (objtool) and bc, from apt when missing. */

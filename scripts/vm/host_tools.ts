@@ -4,6 +4,7 @@
  * lower layer), so guest-side tools such as mkfs.xfs and fio come from here too.
  * @module
  */
+import { aptInstall } from "./apt.ts";
 import { haveCommand, isRoot, log, run } from "./_process.ts";
 
 /** Command → Debian package that provides it. */
@@ -57,29 +58,4 @@ export async function ensureHostTools(): Promise<void> {
     await aptInstall(pkgs);
   }
   checked = true;
-}
-
-/** apt-get install, updating the package lists first when they are empty or stale. */
-export async function aptInstall(pkgs: string[]): Promise<void> {
-  const env = { DEBIAN_FRONTEND: "noninteractive" };
-  let r = await run("apt-get", ["install", "-y", "--no-install-recommends", ...pkgs], { env });
-  if (r.code !== 0) {
-    await aptUpdate();
-    r = await run("apt-get", ["install", "-y", "--no-install-recommends", ...pkgs], { env });
-  }
-  if (r.code !== 0) {
-    throw new Error(`apt-get install ${pkgs.join(" ")} failed:\n${r.stderr.trim()}`);
-  }
-}
-
-let updated = false;
-
-/** apt-get update, once per process. */
-export async function aptUpdate(): Promise<void> {
-  if (updated) return;
-  if (!isRoot()) throw new Error("apt-get update needs root");
-  log("apt-get update");
-  const r = await run("apt-get", ["update"]);
-  if (r.code !== 0) throw new Error(`apt-get update failed:\n${r.stderr.trim()}`);
-  updated = true;
 }

@@ -1,14 +1,14 @@
 /**
  * Debian kernels for the VM: image, modules and headers of the 6.1 and 6.12
  * series, downloaded with `apt-get download` and unpacked with `dpkg -x` into
- * a project-local cache. Nothing is installed into the host's /boot or
- * /lib/modules.
+ * the machine's download cache (paths.ts), once per exact version. Nothing
+ * is installed into the host's /boot or /lib/modules.
  * @module
  */
 import { provisionDebugKernel } from "./debug_kernel.ts";
-import { aptUpdate } from "./host_tools.ts";
+import { aptLookup } from "./apt.ts";
 import { log, run, runChecked } from "./_process.ts";
-import { cacheDir } from "./paths.ts";
+import { cacheDir, downloadCacheDir } from "./paths.ts";
 
 /** The Debian kernel series we test on by default. */
 export const SERIES = ["6.1", "6.12"] as const;
@@ -75,80 +75,103 @@ export async function provisionKernel(series: Series, refresh = false): Promise<
     }
   }
   const release = await newestRelease(series);
-  log(`provisioning Debian kernel ${release}`);
-  const root = `${cacheDir()}/kernels/${release}`;
-  const debs = `${root}.debs`;
-  await Deno.remove(root, { recursive: true }).catch(() => {});
-  await Deno.mkdir(root, { recursive: true });
-  await Deno.mkdir(debs, { recursive: true });
+  const packageVersion = await candidateVersion(`linux-image-${release}-unsigned`);
+  const k = await unpackedKernel(series, release, packageVersion);
+  await Deno.mkdir(`${cacheDir()}/kernels`, { recursive: true });
+  await Deno.writeTextFile(kernelJson(series), JSON.stringify(k, null, 2) + "\n");
+  return k;
+}
 
-  const headersArch = `linux-headers-${release}`;
-  const deps = await packageDepends(headersArch);
-  const wanted = [
-    `linux-image-${release}-unsigned`,
-    headersArch,
-    ...deps.filter((d) => d.startsWith("linux-headers-") || d.startsWith("linux-kbuild-")),
-  ];
-  await runChecked("apt-get", ["download", ...wanted], { cwd: debs });
-  for await (const e of Deno.readDir(debs)) {
-    if (e.name.endsWith(".deb")) await runChecked("dpkg", ["-x", `${debs}/${e.name}`, root]);
-  }
-  const packageVersion = (await runChecked("dpkg-deb", [
-    "-f",
-    await findDeb(debs, `linux-image-${release}-unsigned`),
-    "Version",
-  ])).trim();
-  await Deno.remove(debs, { recursive: true });
-
-  const headers = `${root}/usr/src/linux-headers-${release}`;
-  // Debian's arch Makefile includes the common tree by absolute path; point it here.
-  const mk = `${headers}/Makefile`;
-  await Deno.writeTextFile(
-    mk,
-    (await Deno.readTextFile(mk)).replaceAll("/usr/src/", `${root}/usr/src/`),
-  );
-  const modules = `${root}/lib/modules/${release}`;
-  await runChecked("depmod", ["-b", root, release]);
-
+/**
+ * The kernel's packages unpacked in the machine's download cache, under the
+ * exact release and package version: fetched only when not there yet.
+ * Unpacked beside, then renamed into place, so a crash or a second
+ * harness never leaves a half tree under the final name.
+ */
+async function unpackedKernel(
+  series: DebianSeries,
+  release: string,
+  packageVersion: string,
+): Promise<Kernel> {
+  const root = `${downloadCacheDir()}/kernels/${release}_${packageVersion}`;
   const k: Kernel = {
     series,
     release,
     packageVersion,
     root,
     vmlinuz: `${root}/boot/vmlinuz-${release}`,
-    headers,
-    modules,
+    headers: `${root}/usr/src/linux-headers-${release}`,
+    modules: `${root}/lib/modules/${release}`,
   };
-  await Deno.writeTextFile(kernelJson(series), JSON.stringify(k, null, 2) + "\n");
+  try {
+    await Deno.stat(`${root}/.complete`);
+    return k;
+  } catch {
+    // not on this machine yet
+  }
+  log(`provisioning Debian kernel ${release} (${packageVersion})`);
+  await Deno.mkdir(`${downloadCacheDir()}/kernels`, { recursive: true });
+  const tmp = await Deno.makeTempDir({ dir: `${downloadCacheDir()}/kernels`, prefix: ".new-" });
+  try {
+    const debs = `${tmp}/debs`;
+    const tree = `${tmp}/tree`;
+    await Deno.mkdir(debs);
+    await Deno.mkdir(tree);
+    const headersArch = `linux-headers-${release}`;
+    const deps = await packageDepends(headersArch);
+    const wanted = [
+      `linux-image-${release}-unsigned=${packageVersion}`,
+      headersArch,
+      ...deps.filter((d) => d.startsWith("linux-headers-") || d.startsWith("linux-kbuild-")),
+    ];
+    await runChecked("apt-get", ["download", ...wanted], { cwd: debs });
+    for await (const e of Deno.readDir(debs)) {
+      if (e.name.endsWith(".deb")) await runChecked("dpkg", ["-x", `${debs}/${e.name}`, tree]);
+    }
+    // Debian's arch Makefile includes the common tree by absolute path; point it at ours.
+    const mk = `${tree}/usr/src/linux-headers-${release}/Makefile`;
+    await Deno.writeTextFile(
+      mk,
+      (await Deno.readTextFile(mk)).replaceAll("/usr/src/", `${root}/usr/src/`),
+    );
+    await runChecked("depmod", ["-b", tree, release]);
+    await Deno.writeTextFile(`${tree}/.complete`, `${release} ${packageVersion}\n`);
+    await Deno.remove(root, { recursive: true }).catch(() => {});
+    await Deno.rename(tree, root);
+  } finally {
+    await Deno.remove(tmp, { recursive: true }).catch(() => {});
+  }
   return k;
 }
 
-async function findDeb(dir: string, pkg: string): Promise<string> {
-  for await (const e of Deno.readDir(dir)) {
-    if (e.name.startsWith(`${pkg}_`)) return `${dir}/${e.name}`;
-  }
-  throw new Error(`downloaded package ${pkg} not found in ${dir}`);
+/** The version apt would download of a package. */
+async function candidateVersion(pkg: string): Promise<string> {
+  const r = await run("apt-cache", ["policy", pkg]);
+  const version = /Candidate:\s*(\S+)/.exec(r.stdout)?.[1];
+  if (!version || version === "(none)") throw new Error(`apt has no candidate for ${pkg}`);
+  return version;
 }
 
-/** Newest ABI of the series whose image, headers and kbuild are all available. */
+/**
+ * Newest ABI of the series whose image, headers and kbuild are all available.
+ * Stale lists still list old 6.1 images but lack bookworm-security's 6.12:
+ * aptLookup refreshes lists older than a day, and again when nothing is found.
+ */
 async function newestRelease(series: DebianSeries): Promise<string> {
-  let names = await searchNames("^linux-image-6\\.");
-  if (names.length === 0) {
-    await aptUpdate();
-    names = await searchNames("^linux-image-6\\.");
-  }
-  const releases = names
-    .map((n) => IMAGE_PATTERN[series].exec(n)?.[1])
-    .filter((r): r is string => r !== undefined)
-    .sort(compareVersions)
-    .reverse();
-  for (const release of releases) {
-    const deps = await packageDepends(`linux-headers-${release}`);
-    if (deps.some((d) => d.startsWith("linux-kbuild-"))) return release;
-  }
-  throw new Error(
-    `no Debian ${series} kernel found in apt's lists; is bookworm-security enabled? ` +
-      `(looked for ${IMAGE_PATTERN[series].source})`,
+  return await aptLookup(
+    `a Debian ${series} kernel (${IMAGE_PATTERN[series].source})`,
+    async () => {
+      const releases = (await searchNames("^linux-image-6\\."))
+        .map((n) => IMAGE_PATTERN[series].exec(n)?.[1])
+        .filter((r): r is string => r !== undefined)
+        .sort(compareVersions)
+        .reverse();
+      for (const release of releases) {
+        const deps = await packageDepends(`linux-headers-${release}`);
+        if (deps.some((d) => d.startsWith("linux-kbuild-"))) return release;
+      }
+      return null;
+    },
   );
 }
 

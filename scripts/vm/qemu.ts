@@ -72,6 +72,8 @@ export interface VmResult {
   /** Seconds from QEMU start to the guest command starting. */
   bootSeconds: number | null;
   totalSeconds: number;
+  /** Guest time by kind of shell step (bdsnap, sha256, mkfs…): count and seconds. */
+  profile: Record<string, { count: number; seconds: number }>;
   accel: "kvm" | "tcg";
   runDir: string;
   disks: string[];
@@ -147,6 +149,8 @@ async function boot(opts: VmOptions, accel: "kvm" | "tcg"): Promise<VmResult> {
     DENO_DIR: denoDir(),
     DENO_NO_UPDATE_CHECK: "1",
     NO_COLOR: "1",
+    // tests/vm/_helpers.ts adds each shell step's time here (VmResult.profile).
+    BDSNAP_PROFILE: "/run/bdsnap-vm/profile.jsonl",
     ...opts.env,
   };
   await Deno.writeTextFile(
@@ -291,6 +295,7 @@ async function boot(opts: VmOptions, accel: "kvm" | "tcg"): Promise<VmResult> {
   // Written by the guest only when the kernel has kmemleak (the debug kernel).
   const kmemleak = await read(`${results}/kmemleak.txt`);
   const findings = scanKernelLog([consoleText, dmesg, kmemleak].join("\n"));
+  const profile = parseProfile(await read(`${results}/profile.jsonl`));
   if (bootHung) output += `\n[vm] the guest did not reach its command in time (boot hung)\n`;
   else if (!exit.success && status === null && !timedOut) {
     output += `\n[vm] qemu exited with ${exit.code}: ${qemuErr.trim()}\n`;
@@ -316,6 +321,7 @@ async function boot(opts: VmOptions, accel: "kvm" | "tcg"): Promise<VmResult> {
     bootHung,
     bootSeconds,
     totalSeconds,
+    profile,
     accel,
     runDir,
     disks,
@@ -382,6 +388,23 @@ function shellQuote(s: string): string {
 
 function stamp(): string {
   return new Date().toISOString().replace(/[-:]/g, "").replace(/\..*/, "");
+}
+
+/** Sum the guest's profile lines ({"kind","seconds"} per step) by kind. */
+export function parseProfile(text: string): VmResult["profile"] {
+  const sums: VmResult["profile"] = {};
+  for (const line of text.split("\n")) {
+    if (!line.trim()) continue;
+    try {
+      const { kind, seconds } = JSON.parse(line) as { kind: string; seconds: number };
+      const s = sums[kind] ??= { count: 0, seconds: 0 };
+      s.count += 1;
+      s.seconds += seconds;
+    } catch {
+      // a line cut by the power-off: leave it out
+    }
+  }
+  return sums;
 }
 
 /** Parse sizes like 512M, 2G, 4096. */

@@ -1,5 +1,6 @@
 /**
- * `deno task bench --quick` on one kernel (the newest of BDSNAP_TEST_KERNELS):
+ * `deno task bench --quick` on one kernel (BDSNAP_BENCH_KERNEL, the run's
+ * full-tier kernel, else the newest of BDSNAP_TEST_KERNELS):
  * proves the benchmark still runs end to end and reports every figure. It
  * never asserts a speed or a target: numbers are ratios within one run, and
  * under emulation they only mean something in a full run.
@@ -9,7 +10,8 @@ import { REPO } from "../../scripts/vm/paths.ts";
 import { CONFIGS, PHASES, WORKLOADS } from "../../scripts/bench/spec.ts";
 import type { BenchResult } from "../../scripts/bench/report.ts";
 
-const series = (Deno.env.get("BDSNAP_TEST_KERNELS") ?? "6.12").split(",").at(-1)!;
+const series = Deno.env.get("BDSNAP_BENCH_KERNEL") ??
+  (Deno.env.get("BDSNAP_TEST_KERNELS") ?? "6.12").split(",").at(-1)!;
 
 function positive(x: unknown, what: string): void {
   assert.ok(typeof x === "number" && Number.isFinite(x) && x > 0, `${what}: ${x}`);

@@ -1,6 +1,6 @@
 /**
  * Helpers for tests that run inside the VM (as root, on a Debian kernel, with
- * $BDSNAP_TEST_DISKS and a store disk at /snapshot). Never import these on
+ * $BDSNAP_TEST_DISKS and a store disk at /snapshot). Never call these on
  * the host: they load modules and write to block devices.
  * @module
  */
@@ -13,8 +13,45 @@ export interface ShResult {
   stderr: string;
 }
 
+/**
+ * The tier this VM runs (scripts/test.ts): "core" keeps each file's essential
+ * tests, "full" runs all. Full when unset, as in a hand-started `deno task vm`.
+ */
+export function tier(): "core" | "full" {
+  return Deno.env.get("BDSNAP_TIER") === "core" ? "core" : "full";
+}
+
+/** Options for a test that runs in the full tier only: `Deno.test(name, fullTierOnly, fn)`. */
+export const fullTierOnly: { ignore: boolean } = { ignore: tier() !== "full" };
+
+/**
+ * What a shell step is, for the run's time profile: the costs that add up
+ * under emulation (each bdsnap is a Deno start-up, hashing and mkfs are CPU).
+ */
+export function stepKind(cmd: string): string {
+  for (const [kind, re] of PROFILE_KINDS) if (re.test(cmd)) return kind;
+  return "other";
+}
+const PROFILE_KINDS: [string, RegExp][] = [
+  ["bdsnap", /(^|[\s;&|(])bdsnap\s/],
+  ["sha256", /sha256sum/],
+  ["mkfs", /mkfs\./],
+  ["fio", /(^|\s)fio\s/],
+  ["fill", /openssl enc|\/dev\/urandom/],
+  ["mount", /(^|\s)u?mount\s/],
+];
+
+/** Add a step's time to the profile the host prints (scripts/vm/qemu.ts reads it). */
+async function profile(cmd: string, seconds: number): Promise<void> {
+  const file = Deno.env.get("BDSNAP_PROFILE");
+  if (!file) return;
+  const line = JSON.stringify({ kind: stepKind(cmd), seconds }) + "\n";
+  await Deno.writeTextFile(file, line, { append: true }).catch(() => {});
+}
+
 /** Run a bash command; returns its result without throwing. */
 export async function shTry(cmd: string, env: Record<string, string> = {}): Promise<ShResult> {
+  const started = performance.now();
   const out = await new Deno.Command("bash", {
     args: ["-c", cmd],
     env,
@@ -22,6 +59,7 @@ export async function shTry(cmd: string, env: Record<string, string> = {}): Prom
     stdout: "piped",
     stderr: "piped",
   }).output();
+  await profile(cmd, (performance.now() - started) / 1000);
   const dec = new TextDecoder();
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }

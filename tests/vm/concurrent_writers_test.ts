@@ -1,4 +1,4 @@
-// vm: disks=1 disk-size=1G store-size=2G timeout=1200
+// vm: disks=1 disk-size=1G store-size=2G timeout=1200 tier=full
 /**
  * Concurrent writers during a session: fio random writes with verification
  * on a mounted ext4. The origin's data verifies and the restore is exact.

@@ -1,4 +1,4 @@
-// vm: disks=2 disk-size=512M store-size=512M timeout=900
+// vm: disks=2 disk-size=512M store-size=512M timeout=900 tier=full
 /**
  * Lifetimes an administrator runs into: rmmod while devices are active,
  * deactivation while mounted, writes outside any mount, and a partition

@@ -1,4 +1,4 @@
-// vm: disks=1 store-size=512M timeout=900
+// vm: disks=1 store-size=512M timeout=900 tier=full
 /**
  * An image file activated by its path: any loop device backed by that file
  * is covered, attached before or after activation, and the restore by file

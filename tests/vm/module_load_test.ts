@@ -4,7 +4,7 @@
  * as /dev/bdsnap, and unloads leaving nothing behind, repeatedly.
  */
 import assert from "node:assert/strict";
-import { dmesg, moduleLoaded, modulePath, sh, shTry } from "./_helpers.ts";
+import { dmesg, fullTierOnly, moduleLoaded, modulePath, sh, shTry } from "./_helpers.ts";
 
 Deno.test("module loads, publishes its syscall numbers, and unloads cleanly", async () => {
   assert.equal(await moduleLoaded(), false);
@@ -26,7 +26,7 @@ Deno.test("module loads, publishes its syscall numbers, and unloads cleanly", as
   assert.equal((await shTry("test -e /dev/bdsnap")).code, 1);
 });
 
-Deno.test("load and unload 100 times in a row leaks nothing", async () => {
+Deno.test("load and unload 100 times in a row leaks nothing", fullTierOnly, async () => {
   if (await hasKmemleak()) {
     // The debug kernel: kmemleak finds every object nothing points to any
     // more, which is what a leak is once the module's own memory is gone.

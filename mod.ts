@@ -20,4 +20,5 @@ export * from "./lib/errors.ts";
 export * from "./lib/store.ts";
 export * from "./lib/plan.ts";
 export * from "./lib/apply.ts";
+export * from "./lib/retention.ts";
 export { crc32c } from "./lib/crc32c.ts";

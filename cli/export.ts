@@ -9,14 +9,16 @@
  */
 
 import type { Command } from "./_lib/commander.ts";
-import { globals, report, storeRoot, warn } from "./_lib/context.ts";
+import { globals, report, storeRoot } from "./_lib/context.ts";
 import { eprintln } from "./_lib/io.ts";
 import { progressBar, progressWanted } from "./_lib/progress.ts";
 import { absolutePath } from "./_lib/activation.ts";
 import { readStore } from "./_lib/store_view.ts";
 import {
   cli,
+  planForCli,
   planJson,
+  reportWarnings,
   resolveDevice,
   type RestoreDeps,
   withDefaults,
@@ -30,6 +32,7 @@ export interface ExportCommandOptions {
   session: string;
   output: string;
   force?: boolean;
+  acceptGap?: boolean;
 }
 
 /** Carry out `export` (exported for tests, which inject `deps`). */
@@ -44,8 +47,9 @@ export async function runExport(
   const path = absolutePath(dev);
   const sessions = await readStore(root, d.liveSessions());
   const device = await resolveDevice(dev, sessions);
-  const plan = await cli(() => planRestore(sessions, o.session, { device, allowOpen: true }));
-  for (const w of plan.warnings) warn(opts, w);
+  const options = { device, allowOpen: true, acceptGap: o.acceptGap };
+  const plan = planForCli(sessions, o.session, options);
+  reportWarnings(opts, plan);
   const progress = progressBar(progressWanted(opts.quiet));
   try {
     const r = await cli(() =>
@@ -55,10 +59,7 @@ export async function runExport(
         force: o.force,
         onProgress: (s) => progress.update(s),
         replan: async () =>
-          planRestore(await readStore(root, d.liveSessions()), o.session, {
-            device,
-            allowOpen: true,
-          }),
+          planRestore(await readStore(root, d.liveSessions()), o.session, options),
       })
     );
     progress.stop();
@@ -100,6 +101,7 @@ export function register(program: Command, deps: RestoreDeps = {}): void {
     .requiredOption("--session <id>", "the state before this session's mount")
     .requiredOption("--output <img>", "the image file to write (replaced if it exists)")
     .option("--force", "override the identity check of DEV (only that one)")
+    .option("--accept-gap", "export even though the chain has a gap: the image is then not exact")
     .addHelpText(
       "after",
       "\nWorks while DEV is mounted: the open session's pre-images are flushed and read\n" +

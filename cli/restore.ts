@@ -13,7 +13,7 @@
 
 import type { Command } from "./_lib/commander.ts";
 import { CliError, EXIT_FAILED, EXIT_USAGE } from "./_lib/errors.ts";
-import { type GlobalOptions, globals, report, storeRoot, warn } from "./_lib/context.ts";
+import { type GlobalOptions, globals, report, storeRoot } from "./_lib/context.ts";
 import { eprintln, println } from "./_lib/io.ts";
 import { input, isPromptCancel, select } from "./_lib/prompts.ts";
 import { type Progress, progressBar, progressWanted } from "./_lib/progress.ts";
@@ -22,8 +22,11 @@ import { readStore } from "./_lib/store_view.ts";
 import {
   cli,
   devicesInStore,
+  planForCli,
   planJson,
   planLines,
+  refusalAdvice,
+  reportWarnings,
   resolveDevice,
   type RestoreDeps,
   withDefaults,
@@ -31,7 +34,8 @@ import {
 import { formatBytes, formatNs } from "./_lib/units.ts";
 import { openTarget, verifyPlan, writePlan } from "../lib/apply.ts";
 import { markSuperseded, type Session } from "../lib/store.ts";
-import { checkChain, type Plan, planRestore } from "../lib/plan.ts";
+import { checkChain, type Plan } from "../lib/plan.ts";
+import { RestoreError } from "../lib/errors.ts";
 
 /** The options of `restore`. */
 export interface RestoreCommandOptions {
@@ -41,6 +45,7 @@ export interface RestoreCommandOptions {
   dryRun?: boolean;
   force?: boolean;
   readBack?: boolean;
+  acceptGap?: boolean;
 }
 
 /** Run a prompt; Ctrl-C becomes "cancelled, nothing written". */
@@ -58,6 +63,7 @@ async function choose(
   sessions: Session[],
   root: string,
   device: string | undefined,
+  acceptGap: boolean,
 ): Promise<{ device: string; id: string }> {
   const devices = devicesInStore(sessions);
   if (devices.size === 0) throw new CliError(`no sessions in the store ${root}`, EXIT_FAILED);
@@ -80,9 +86,9 @@ async function choose(
   const choices = [...own].reverse().map((s) => {
     let reason: string | null = null;
     try {
-      checkChain(sessions, s.id, { device });
+      checkChain(sessions, s.id, { device, acceptGap });
     } catch (e) {
-      reason = e instanceof Error ? e.message : String(e);
+      reason = e instanceof RestoreError ? refusalAdvice(e, sessions, s.id, device) : String(e);
     }
     const m = s.meta;
     const label = `${m ? formatNs(m.mountTimeNs) : "?"}  ${(m?.fsType ?? "-").padEnd(5)}  ` +
@@ -136,12 +142,14 @@ export async function runRestore(
   const sessions = await readStore(root, d.liveSessions());
   let device = dev === undefined ? undefined : await resolveDevice(dev, sessions);
   let id = o.session;
-  if (id === undefined) ({ device, id } = await choose(sessions, root, device));
-  const plan: Plan = await cli(() => planRestore(sessions, id!, { device }));
+  if (id === undefined) {
+    ({ device, id } = await choose(sessions, root, device, Boolean(o.acceptGap)));
+  }
+  const plan: Plan = planForCli(sessions, id, { device, acceptGap: o.acceptGap });
   const targetPath = o.target !== undefined ? absolutePath(o.target) : plan.device;
   const human = !opts.json && !opts.quiet;
   if (human) { for (const l of planLines(plan, targetPath)) println(l); }
-  for (const w of plan.warnings) warn(opts, w);
+  reportWarnings(opts, plan);
 
   const progress = progressBar(progressWanted(opts.quiet));
   const target = await cli(() =>
@@ -258,6 +266,11 @@ export function register(program: Command, deps: RestoreDeps = {}): void {
     .option("--dry-run", "print the plan and run every check; write nothing")
     .option("--force", "override the identity check (only that one); says so loudly")
     .option("--read-back", "after fsync, read the written ranges back from the device and compare")
+    .option(
+      "--accept-gap",
+      "restore even though the chain has a gap (a session missing, interrupted, failed or " +
+        "incomplete): the result is then not exactly the state before the mount",
+    )
     .addHelpText(
       "after",
       "\nThe device must be unmounted and deactivated (`bdsnap deactivate DEV`) first.\n" +

@@ -38,6 +38,8 @@ export type RestoreErrorCode =
   | "failed"
   /** A session of the chain is missing from the store. */
   | "missing"
+  /** A session of the chain was cut short by a crash or power cut. */
+  | "interrupted"
   /** A later session saw writes outside any session: the chain is not exact. */
   | "unmounted-writes"
   /** A restore to an earlier session undid the session's changes (superseded.json). */
@@ -65,10 +67,21 @@ export class RestoreError extends Error {
   readonly code: RestoreErrorCode;
   /** The problems found, each with file and offset when known. */
   readonly problems: Problem[];
-  constructor(code: RestoreErrorCode, message: string, problems: Problem[] = []) {
+  /**
+   * Whether the refusal is only that the result would not be provably exact
+   * (a gap in the chain): the planner's `acceptGap` option lets it through.
+   */
+  readonly acceptable: boolean;
+  constructor(
+    code: RestoreErrorCode,
+    message: string,
+    problems: Problem[] = [],
+    acceptable = false,
+  ) {
     super(message);
     this.name = "RestoreError";
     this.code = code;
     this.problems = problems;
+    this.acceptable = acceptable;
   }
 }

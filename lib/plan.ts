@@ -6,9 +6,11 @@
  * target's content and a rerun writes the same bytes again.
  *
  * The planner refuses (throws {@linkcode RestoreError}) when a session the
- * chain needs is open, failed, damaged, incomplete or missing, when a session
- * that may belong to the chain names another device, or when a later session
- * j > k recorded writes outside any session (`unmounted_writes_before > 0`).
+ * chain needs is open or damaged, when a session that may belong to the chain
+ * names another device, or when a later session j > k recorded writes outside
+ * any session (`unmounted_writes_before > 0`). A chain that would restore but
+ * not provably exactly (a session missing, interrupted, failed or incomplete)
+ * is refused too unless the caller passes `acceptGap`.
  *
  * @example
  * ```ts
@@ -84,8 +86,10 @@ export interface Plan {
   chunks: number;
   /** Per session of the chain, the bytes taken from it. */
   usage: SessionUse[];
-  /** Things the user should know that do not stop the restore. */
+  /** Things the user should know that do not stop the restore (accepted gaps included). */
   warnings: string[];
+  /** The accepted gaps (`acceptGap`): empty when the restore is provably exact. */
+  gaps: ChainGap[];
 }
 
 /** Options of {@linkcode planRestore}. */
@@ -97,6 +101,12 @@ export interface PlanOptions {
    * which re-reads the store after flushing the device). Never for restore.
    */
   allowOpen?: boolean;
+  /**
+   * Accept a chain that is not provably exact: a session missing from it, or
+   * one that was interrupted, failed or is incomplete. The gaps are listed in
+   * {@linkcode Plan.gaps} and the warnings.
+   */
+  acceptGap?: boolean;
 }
 
 /**
@@ -111,7 +121,7 @@ export function planRestore(
   sessionId: string,
   options: PlanOptions = {},
 ): Plan {
-  const { target: k, chain, warnings } = checkChain(sessions, sessionId, options);
+  const { target: k, chain, warnings, gaps } = checkChain(sessions, sessionId, options);
   const meta = k.meta!;
   const { pieces, usage } = sweep(chain, meta.size);
   const extents = coalesce(pieces);
@@ -130,7 +140,21 @@ export function planRestore(
     chunks: Math.ceil(bytes / meta.chunkSize),
     usage: chain.map((s, i) => ({ id: s.id, bytes: usage[i] })),
     warnings,
+    gaps,
   };
+}
+
+/** What makes a chain's restore not provably exact (accepted with `acceptGap`). */
+export type GapCode = "missing" | "interrupted" | "failed" | "incomplete";
+
+/** One reason a restore would not be provably exact. */
+export interface ChainGap {
+  /** What kind of gap. */
+  code: GapCode;
+  /** The session concerned (for `missing`, the first one after the gap). */
+  session: string;
+  /** One line for people. */
+  message: string;
 }
 
 /** The sessions a restore to the state before `sessionId` reads, checked. */
@@ -139,13 +163,21 @@ export interface Chain {
   target: Session;
   /** Sessions k..n of the device, oldest first. */
   chain: Session[];
-  /** Things the user should know that do not stop the restore. */
+  /** Things the user should know that do not stop the restore (accepted gaps included). */
   warnings: string[];
+  /** The gaps that were accepted (`acceptGap`); empty when the restore is exact. */
+  gaps: ChainGap[];
 }
 
 /**
  * The checks of {@linkcode planRestore} without computing the plan: cheap,
  * for telling which sessions can be restored at all.
+ *
+ * Two kinds of refusal: hard ones (open, damaged, superseded, writes outside
+ * a session, …) and gaps, where the restore would run but could not be
+ * proven exact (a session missing from the chain, or one that was
+ * interrupted, failed or is incomplete). Gaps refuse with
+ * {@linkcode RestoreError.acceptable} set, unless `acceptGap` is given.
  *
  * @throws {RestoreError} exactly as {@linkcode planRestore} does.
  */
@@ -156,11 +188,15 @@ export function checkChain(
 ): Chain {
   const k = sessions.find((s) => s.id === sessionId);
   if (k === undefined) throw new RestoreError("not-found", `no session ${sessionId} in the store`);
-  if (k.meta === null) {
+  if (k.meta === null || k.state === "incomplete") {
     const incomplete = k.state === "incomplete";
     throw new RestoreError(
       incomplete ? "incomplete" : "damaged",
-      incomplete ? incompleteMessage(k) : `session ${k.id} is damaged: ${problemText(k)}`,
+      incomplete
+        ? `session ${k.id} is incomplete (${problemText(k)}) and cannot be restored to; if ` +
+          `that mount changed nothing, the state before it is the state before the next ` +
+          `session's mount (or the present state, if there is none)`
+        : `session ${k.id} is damaged: ${problemText(k)}`,
       k.problems,
     );
   }
@@ -196,13 +232,22 @@ export function checkChain(
   const refusals: Array<{ code: RestoreErrorCode; message: string; problems: Problem[] }> = [];
   const refuse = (code: RestoreErrorCode, message: string, problems: Problem[] = []) =>
     refusals.push({ code, message, problems });
+  const gaps: ChainGap[] = [];
+  const gap = (code: GapCode, session: string, message: string) =>
+    gaps.push({ code, session, message });
   const warnings: string[] = [];
 
   for (const s of candidates) {
     if (s.state === "damaged") {
       refuse("damaged", `session ${s.id} is damaged: ${problemText(s)}`, s.problems);
     } else if (s.state === "incomplete") {
-      refuse("incomplete", incompleteMessage(s), s.problems);
+      // Files missing: the mount never got going, and saved nothing we can read.
+      gap(
+        "incomplete",
+        s.id,
+        `session ${s.id} is incomplete (${problemText(s)}): its pre-images are missing, so ` +
+          `the result is exact only if that mount changed nothing`,
+      );
     } else if (s.meta!.device !== device) {
       refuse(
         "ambiguous",
@@ -213,11 +258,13 @@ export function checkChain(
       );
     } else if (s.state === "failed") {
       const err = s.meta!.error === "" ? "" : ` (${s.meta!.error})`;
-      refuse("failed", `session ${s.id} failed${err}: its pre-images are incomplete`);
+      gap("failed", s.id, `session ${s.id} failed${err}: its pre-images are incomplete`);
     } else if (s.state === "open" && !options.allowOpen) {
       refuse("open", `session ${s.id} is still open: unmount the device first`);
     } else if (s.state === "interrupted") {
-      warnings.push(
+      gap(
+        "interrupted",
+        s.id,
         `session ${s.id} was interrupted (crash or power cut)` +
           (s.tail ? `; its map ends at offset ${s.tail.offset} (${s.tail.reason})` : "") +
           `: writes after its last flush may not have been saved`,
@@ -243,11 +290,12 @@ export function checkChain(
           `writes made while it was not activated cannot be seen or undone`,
       );
     } else if (m.seq !== prev.seq + 1) {
-      refuse(
+      gap(
         "missing",
+        s.id,
         `session(s) missing between ${
           chain[i - 1].id
-        } (seq ${prev.seq}) and ${s.id} (seq ${m.seq})`,
+        } (seq ${prev.seq}) and ${s.id} (seq ${m.seq}): their pre-images are gone`,
       );
     }
     if (m.size !== meta.size) {
@@ -261,24 +309,31 @@ export function checkChain(
 
   if (refusals.length > 0) {
     const first = refusals[0];
-    const more = refusals.length > 1 ? ` (and ${refusals.length - 1} more problem(s))` : "";
+    const all = [...refusals, ...gaps];
+    const more = all.length > 1 ? ` (and ${all.length - 1} more problem(s))` : "";
     throw new RestoreError(
       first.code,
       first.message + more,
-      refusals.flatMap((r) => r.problems.length > 0 ? r.problems : [{ message: r.message }]),
+      all.flatMap((r) =>
+        "problems" in r && r.problems.length > 0 ? r.problems : [{ message: r.message }]
+      ),
+    );
+  }
+  if (gaps.length > 0 && !options.acceptGap) {
+    throw new RestoreError(
+      gaps[0].code,
+      `the restore to the state before ${k.id} would not be exact: ` +
+        gaps.map((g) => g.message).join("; "),
+      gaps.map((g) => ({ session: g.session, message: g.message })),
+      true,
     );
   }
 
-  return { target: k, chain, warnings };
+  return { target: k, chain, warnings: [...gaps.map((g) => g.message), ...warnings], gaps };
 }
 
 function problemText(s: Session): string {
   return s.problems.map((p) => formatProblem({ ...p, session: undefined })).join("; ");
-}
-
-function incompleteMessage(s: Session): string {
-  return `session ${s.id} is incomplete (${problemText(s)}); ` +
-    `if that mount changed nothing, remove its directory`;
 }
 
 /**
@@ -355,4 +410,34 @@ function coalesce(pieces: PlanPiece[]): PlanExtent[] {
     }
   }
   return extents;
+}
+
+/** Whether the state before a session's mount can be restored, and how well. */
+export interface Restorability {
+  /**
+   * `exact`: the planner accepts it as it is; `inexact`: only with
+   * `acceptGap`; `refused`: not at all.
+   */
+  kind: "exact" | "inexact" | "refused";
+  /** The refusal without `acceptGap` (`null` when exact). */
+  error: RestoreError | null;
+}
+
+/**
+ * Ask the planner whether `sessionId` can be restored to: the one rule that
+ * `restore`, its chooser and `prune` share, so they never disagree.
+ */
+export function restorability(
+  sessions: readonly Session[],
+  sessionId: string,
+  options: Omit<PlanOptions, "acceptGap"> = {},
+): Restorability {
+  try {
+    checkChain(sessions, sessionId, options);
+    return { kind: "exact", error: null };
+  } catch (e) {
+    if (!(e instanceof RestoreError)) throw e;
+    // A gap refusal is only thrown when nothing else refuses.
+    return { kind: e.acceptable ? "inexact" : "refused", error: e };
+  }
 }

@@ -9,9 +9,12 @@ import { CliError, EXIT_FAILED } from "./errors.ts";
 import { absolutePath } from "./activation.ts";
 import { liveSessionIds, sessionDevice, storeError } from "./store_view.ts";
 import { formatBytes, formatNs, isoFromNs } from "./units.ts";
+import { eprintln } from "./io.ts";
+import { type GlobalOptions, warn } from "./context.ts";
 import type { TargetInfo } from "../../lib/apply.ts";
-import type { Plan } from "../../lib/plan.ts";
-import type { Session } from "../../lib/store.ts";
+import { RestoreError } from "../../lib/errors.ts";
+import { type Plan, type PlanOptions, planRestore, restorability } from "../../lib/plan.ts";
+import { compareSessions, type Session } from "../../lib/store.ts";
 import * as control from "../../ffi/control.ts";
 
 /**
@@ -103,6 +106,70 @@ export async function cli<T>(fn: () => Promise<T> | T): Promise<T> {
   }
 }
 
+/**
+ * The oldest session of `device` after `id` that restores exactly, if any:
+ * the way forward from a refusal.
+ */
+export function exactAfter(
+  sessions: readonly Session[],
+  id: string,
+  device: string,
+): Session | null {
+  const k = sessions.find((s) => s.id === id);
+  if (k === undefined) return null;
+  const later = sessions
+    .filter((s) => s.meta?.device === device && compareSessions(s, k) > 0)
+    .sort(compareSessions);
+  return later.find((s) => restorability(sessions, s.id).kind === "exact") ?? null;
+}
+
+/** The refusal in words, with the next step that works. */
+export function refusalAdvice(
+  e: RestoreError,
+  sessions: readonly Session[],
+  id: string,
+  device: string | undefined,
+): string {
+  const dev = device ?? sessions.find((s) => s.id === id)?.meta?.device;
+  const next = dev === undefined ? null : exactAfter(sessions, id, dev);
+  const instead = next === null
+    ? ""
+    : `; ${next.id} is the oldest session after it that restores exactly`;
+  if (e.acceptable) {
+    return `${e.message}. To restore anyway, knowing the result is not exactly that state, ` +
+      `pass --accept-gap${instead}`;
+  }
+  if (e.code === "not-found" || e.code === "invalid") return e.message;
+  return e.message + instead;
+}
+
+/**
+ * Plan a restore (or export), turning a refusal into the CLI's error with
+ * the way forward: `--accept-gap` for a gap, a newer session otherwise.
+ */
+export function planForCli(
+  sessions: readonly Session[],
+  id: string,
+  options: PlanOptions,
+): Plan {
+  try {
+    return planRestore(sessions, id, options);
+  } catch (e) {
+    if (!(e instanceof RestoreError)) throw e;
+    throw new CliError(refusalAdvice(e, sessions, id, options.device), EXIT_FAILED);
+  }
+}
+
+/**
+ * The plan's warnings on stderr. What makes an accepted restore inexact is
+ * said even with --quiet: nobody must take an inexact restore for an exact one.
+ */
+export function reportWarnings(opts: GlobalOptions, plan: Plan): void {
+  const gaps = new Set(plan.gaps.map((g) => g.message));
+  for (const g of gaps) eprintln(`bdsnap: WARNING: not exact (--accept-gap): ${g}`);
+  for (const w of plan.warnings) if (!gaps.has(w)) warn(opts, w);
+}
+
 /** The stable JSON shape of a plan (docs/CLI.md, "Restore commands"). */
 export function planJson(plan: Plan) {
   return {
@@ -121,6 +188,8 @@ export function planJson(plan: Plan) {
       bytes_used: plan.usage[i].bytes,
     })),
     warnings: plan.warnings,
+    exact: plan.gaps.length === 0,
+    gaps: plan.gaps.map((g) => ({ session: g.session, code: g.code, message: g.message })),
   };
 }
 

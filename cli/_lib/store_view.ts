@@ -8,7 +8,6 @@
 import { CliError, EXIT_FAILED, EXIT_PERMISSION } from "./errors.ts";
 import { formatProblem, RestoreError } from "../../lib/errors.ts";
 import { listSessions, readSession, type Session, sortedOrder } from "../../lib/store.ts";
-import { storeName } from "../../lib/format.ts";
 import * as control from "../../ffi/control.ts";
 import { isoFromNs } from "./units.ts";
 
@@ -79,9 +78,7 @@ export function sessionDevice(s: Session): string {
 }
 
 /** The chain a session belongs to (sessions of one device share it). */
-export function chainKey(s: Session): string {
-  return s.idParts?.name ?? (s.meta ? storeName(s.meta.device) : s.id);
-}
+export { chainKey } from "../../lib/retention.ts";
 
 /** Chunks saved by a session (usable data bytes / chunk size). */
 export function sessionChunks(s: Session): number {

@@ -64,3 +64,23 @@ export function parseDuration(text: string): number {
   for (const m of s.matchAll(/(\d+)([smhdw])/g)) ms += Number(m[1]) * DURATION_UNITS[m[2]];
   return ms;
 }
+
+const SIZE_UNITS: Record<string, number> = {
+  "": 1,
+  k: 2 ** 10,
+  m: 2 ** 20,
+  g: 2 ** 30,
+  t: 2 ** 40,
+};
+
+/**
+ * Parse a size such as "4096", "512K", "10G", "1.5TiB" or "20GB" into bytes
+ * (K, M, G, T are powers of 1024). Throws `SyntaxError` for anything else.
+ */
+export function parseSize(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*(?:([kmgt])(?:i?b)?|b)?$/i.exec(text.trim());
+  if (m === null) {
+    throw new SyntaxError(`bad size "${text}": use a number and K, M, G or T, e.g. 10G`);
+  }
+  return Math.floor(Number(m[1]) * SIZE_UNITS[(m[2] ?? "").toLowerCase()]);
+}

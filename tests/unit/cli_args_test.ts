@@ -49,7 +49,7 @@ Deno.test("cli: command-specific options appear in help", async () => {
     sessions: ["[dev]"],
     show: ["<session>", "--ranges"],
     watch: ["--interval <seconds>"],
-    prune: ["[dev]", "--keep <n>", "--older-than <duration>", "--dry-run"],
+    prune: ["[dev]", "--keep <n>", "--older-than <duration>", "--max-size <size>", "--dry-run"],
     completions: ["<shell>"],
   };
   for (const [cmd, parts] of Object.entries(want)) {
@@ -79,7 +79,7 @@ Deno.test("cli: usage errors exit 2 with one line on stderr", async () => {
     ["activate", "/dev/vdb", "--password-file"],
     ["show"],
     ["prune"],
-    ["prune", "--keep", "2", "--older-than", "1d"],
+    ["prune", "--max-size", "much"],
     ["prune", "--keep", "two"],
     ["prune", "--older-than", "3 days"],
     ["completions"],

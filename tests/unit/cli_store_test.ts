@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { listSessions } from "../../lib/store.ts";
-import { planPrune } from "../../cli/prune.ts";
+import { listSessions, markSuperseded } from "../../lib/store.ts";
+import { planRetention, type RetentionPolicy } from "../../lib/retention.ts";
 import { changedRanges } from "../../cli/_lib/store_view.ts";
 import { writeSession } from "../_store_writer.ts";
 import { run } from "./_cli.ts";
@@ -187,13 +187,13 @@ Deno.test("changedRanges: empty session", () => {
 
 async function prunePlan(
   chains: Record<string, State[]>,
-  policy: Parameters<typeof planPrune>[1],
+  policy: RetentionPolicy,
   live?: Set<string>,
   now?: number,
 ) {
   const { root, ids } = await makeStore(chains);
   const sessions = await listSessions(root, { liveSessions: live ?? new Set() });
-  const plan = planPrune(sessions, policy, now, live ?? new Set());
+  const plan = planRetention(sessions, policy, { now, live: live ?? new Set() });
   await Deno.remove(root, { recursive: true });
   const idx = (id: string) => {
     for (const [d, list] of Object.entries(ids)) {
@@ -207,7 +207,7 @@ async function prunePlan(
   };
 }
 
-Deno.test("prune plan: --keep N keeps the newest N of each device, removes oldest first", async () => {
+Deno.test("prune plan: --keep N keeps the newest N restore points of each device", async () => {
   const p = await prunePlan({
     "/dev/vdb": ["closed", "closed", "closed", "closed"],
     "/dev/vdc": ["closed"],
@@ -215,45 +215,44 @@ Deno.test("prune plan: --keep N keeps the newest N of each device, removes oldes
     keep: 2,
   });
   assert.deepEqual(p.remove, ["/dev/vdb#0", "/dev/vdb#1"]);
-  assert.deepEqual(p.keep, ["/dev/vdb#2:policy", "/dev/vdb#3:policy", "/dev/vdc#0:policy"]);
+  assert.deepEqual(p.keep, ["/dev/vdb#2:keep", "/dev/vdb#3:newest", "/dev/vdc#0:newest"]);
 });
 
-Deno.test("prune plan: never an open or live session", async () => {
+Deno.test("prune plan: never an open or live session, nor the history a mount needs", async () => {
   const p = await prunePlan({ "/dev/vdb": ["closed", "closed", "open"] }, { keep: 0 }, new Set());
-  // without the module the open one reads as interrupted: still never removed
+  // without the module the open one reads as interrupted: the newest restore point
   assert.deepEqual(p.remove, ["/dev/vdb#0", "/dev/vdb#1"]);
-  assert.deepEqual(p.keep, ["/dev/vdb#2:not-closed"]);
+  assert.deepEqual(p.keep, ["/dev/vdb#2:newest"]);
   const { root, ids } = await makeStore({ "/dev/vdb": ["closed", "closed", "open"] });
   const live = new Set([ids["/dev/vdb"][2]]);
   const sessions = await listSessions(root, { liveSessions: live });
-  const plan = planPrune(sessions, { keep: 0 }, Date.now(), live);
-  assert.deepEqual(plan.keep.map((k) => k.reason), ["open"]);
+  const plan = planRetention(sessions, { keep: 0 }, { live });
+  assert.deepEqual(plan.remove.map((s) => s.id), [ids["/dev/vdb"][0]]);
+  assert.deepEqual(plan.keep.map((k) => k.reason), ["newest", "open"]);
   // a session the module says is live is kept even if meta.json says closed
-  const plan2 = planPrune(
-    sessions,
-    { keep: 0 },
-    Date.now(),
-    new Set([ids["/dev/vdb"][1], ids["/dev/vdb"][2]]),
-  );
-  assert.deepEqual(plan2.remove.map((s) => s.id), [ids["/dev/vdb"][0]]);
-  assert.deepEqual(plan2.keep.map((k) => k.reason), ["live", "open"]);
+  const plan2 = planRetention(sessions, { keep: 0 }, {
+    live: new Set([ids["/dev/vdb"][1], ids["/dev/vdb"][2]]),
+  });
+  assert.deepEqual(plan2.remove.map((s) => s.id), []);
+  assert.deepEqual(plan2.keep.map((k) => k.reason), ["newest", "live", "open"]);
   await Deno.remove(root, { recursive: true });
 });
 
-Deno.test("prune plan: the chain rule keeps what a kept restorable session needs", async () => {
-  // an interrupted session is restorable: everything newer than it stays
+Deno.test("prune plan: an interrupted or failed session does not pin newer ones", async () => {
+  // An interrupted session is an inexact restore point (--accept-gap): with
+  // exact ones newer than it, it goes like any old session.
   const { root, ids } = await makeStore({ "/dev/vdb": ["closed", "open", "closed", "closed"] });
   const sessions = await listSessions(root, { liveSessions: new Set() });
   assert.equal(sessions[1].state, "interrupted");
-  const plan = planPrune(sessions, { keep: 1 }, Date.now(), new Set());
-  assert.deepEqual(plan.remove.map((s) => s.id), [ids["/dev/vdb"][0]]);
-  assert.deepEqual(plan.keep.map((k) => k.reason), ["not-closed", "needed", "policy"]);
+  const plan = planRetention(sessions, { keep: 1 }, { live: new Set() });
+  assert.deepEqual(plan.remove.map((s) => s.id), ids["/dev/vdb"].slice(0, 3));
+  assert.deepEqual(plan.keep.map((k) => k.reason), ["newest"]);
   await Deno.remove(root, { recursive: true });
 
-  // a failed session breaks the chain: no restore passes through it
-  const p = await prunePlan({ "/dev/vdb": ["closed", "failed", "closed", "closed"] }, { keep: 1 });
-  assert.deepEqual(p.remove, ["/dev/vdb#0", "/dev/vdb#2"]);
-  assert.deepEqual(p.keep, ["/dev/vdb#1:not-closed", "/dev/vdb#3:policy"]);
+  // A failed session breaks the chain: the sessions up to it are inexact restore points.
+  const p = await prunePlan({ "/dev/vdb": ["closed", "failed", "closed", "closed"] }, { keep: 3 });
+  assert.deepEqual(p.remove, ["/dev/vdb#0"]);
+  assert.deepEqual(p.keep, ["/dev/vdb#1:keep", "/dev/vdb#2:keep", "/dev/vdb#3:newest"]);
 });
 
 Deno.test("prune plan: --older-than uses the end time", async () => {
@@ -266,7 +265,7 @@ Deno.test("prune plan: --older-than uses the end time", async () => {
     now,
   );
   assert.deepEqual(p.remove, ["/dev/vdb#0", "/dev/vdb#1"]);
-  assert.deepEqual(p.keep, ["/dev/vdb#2:policy"]);
+  assert.deepEqual(p.keep, ["/dev/vdb#2:newest"]);
 });
 
 Deno.test("prune: --dry-run removes nothing; a real run removes and reports JSON", async () => {
@@ -281,6 +280,13 @@ Deno.test("prune: --dry-run removes nothing; a real run removes and reports JSON
     new RegExp(`^would remove ${ids["/dev/vdb"][0]} \\(16\\.\\d KiB\\)$`, "m"),
   );
   assert.match(r.stdout, /^would free 33\.\d KiB \(2 removed, 1 kept\)$/m);
+  assert.match(
+    r.stdout,
+    new RegExp(
+      `^kept ${ids["/dev/vdb"][2]}: newest \\(the newest restore point of its device\\)$`,
+      "m",
+    ),
+  );
   assert.equal((await listSessions(root)).length, 5);
 
   r = await run(["--store", root, "--json", "prune", "--keep", "1", "/dev/vdb"]);
@@ -290,9 +296,45 @@ Deno.test("prune: --dry-run removes nothing; a real run removes and reports JSON
   assert.equal(out.dry_run, false);
   assert.deepEqual(out.removed.map((x: { id: string }) => x.id), ids["/dev/vdb"].slice(0, 2));
   assert.deepEqual(Object.keys(out.removed[0]), ["id", "device", "bytes"]);
-  assert.deepEqual(out.kept, [{ id: ids["/dev/vdb"][2], device: "/dev/vdb", reason: "policy" }]);
+  assert.deepEqual(out.kept, [{
+    id: ids["/dev/vdb"][2],
+    device: "/dev/vdb",
+    reason: "newest",
+    detail: "the newest restore point of its device",
+  }]);
   assert.equal(out.freed_bytes, out.removed[0].bytes + out.removed[1].bytes);
   const left = (await listSessions(root)).map((s) => s.id);
   assert.deepEqual(left, [ids["/dev/vdb"][2], ...ids["/dev/vdc"]]);
+  await Deno.remove(root, { recursive: true });
+});
+
+Deno.test("prune: after a restore to the first session, --keep 2 keeps it (issue 18)", async () => {
+  const { root, ids } = await makeStore({ "/dev/vdb": ["closed", "closed", "closed", "closed"] });
+  const chain = ids["/dev/vdb"];
+  await markSuperseded(
+    (await listSessions(root)).filter((s) => s.id !== chain[0]),
+    chain[0],
+  );
+  const r = await run(["--store", root, "--json", "prune", "--keep", "2", "/dev/vdb"]);
+  assert.equal(r.code, 0, r.stderr);
+  const out = JSON.parse(r.stdout);
+  assert.deepEqual(out.removed, []);
+  assert.deepEqual(out.kept.map((k: { reason: string }) => k.reason), [
+    "newest",
+    "needed",
+    "needed",
+    "needed",
+  ]);
+  assert.equal((await listSessions(root)).length, 4);
+  // --max-size with a floor: nothing can go, and that is said per session.
+  const t = await run(["--store", root, "prune", "--max-size", "1K", "--dry-run"]);
+  assert.equal(t.code, 0, t.stderr);
+  assert.match(
+    t.stdout,
+    new RegExp(`^kept ${chain[1]}: needed \\(the restore to ${chain[0]} reads it\\)$`, "m"),
+  );
+  const bad = await run(["--store", root, "prune", "--max-size", "lots"]);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /bad size "lots"/);
   await Deno.remove(root, { recursive: true });
 });

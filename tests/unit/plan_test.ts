@@ -140,10 +140,16 @@ Deno.test("plan: refuses open, failed, damaged, incomplete and missing sessions"
   let s = await listSessions(root, { liveSessions: new Set([ids[2]]) });
   refuses(() => planRestore(s, ids[0]), "open", /still open: unmount/);
   refuses(() => planRestore(s, ids[2]), "open");
-  // The same session after a crash: interrupted, usable, with a warning.
+  // The same session after a crash: interrupted, a gap; usable only when accepted.
   s = await listSessions(root, { liveSessions: new Set() });
-  const plan = planRestore(s, ids[0]);
+  refuses(() => planRestore(s, ids[0]), "interrupted", /would not be exact: .*interrupted/);
+  const plan = planRestore(s, ids[0], { acceptGap: true });
   assert.match(plan.warnings.join("\n"), /interrupted/);
+  assert.deepEqual(plan.gaps.map((g) => [g.code, g.session]), [["interrupted", ids[2]]]);
+  assert.deepEqual(
+    planRestore(s, ids[0], { allowOpen: true, acceptGap: true }).sessions,
+    plan.sessions,
+  );
   // Export of a mounted device may use the open session.
   s = await listSessions(root, { liveSessions: new Set([ids[2]]) });
   assert.equal(planRestore(s, ids[0], { allowOpen: true }).sessions.length, 3);
@@ -153,16 +159,24 @@ Deno.test("plan: refuses open, failed, damaged, incomplete and missing sessions"
   ({ root, ids } = await build(mounts().map((m, i) => (i === 1 ? { ...m, state: "failed" } : m))));
   s = await listSessions(root, { liveSessions: new Set() });
   refuses(() => planRestore(s, ids[0]), "failed");
+  refuses(() => planRestore(s, ids[1]), "failed", /its pre-images are incomplete/);
+  assert.equal(planRestore(s, ids[0], { acceptGap: true }).gaps[0].code, "failed");
   assert.equal(planRestore(s, ids[2]).sessions.length, 1); // after it: fine
 
   // Damaged: a later session's data does not matter for structure, its map does.
   await Deno.writeFile(`${root}/${ids[1]}/blocks.map`, new Uint8Array(10));
   s = await listSessions(root, { liveSessions: new Set() });
   refuses(() => planRestore(s, ids[0]), "damaged", /shorter than its 64-byte header/);
-  // Incomplete.
+  // Damage is never accepted as a gap.
+  refuses(() => planRestore(s, ids[0], { acceptGap: true }), "damaged");
+  // Incomplete: as the target refused; later in the chain a gap.
   await Deno.remove(`${root}/${ids[2]}/meta.json`);
   s = await listSessions(root, { liveSessions: new Set() });
-  refuses(() => planRestore(s, ids[2]), "incomplete", /remove its directory/);
+  refuses(() => planRestore(s, ids[2]), "incomplete", /state before the next session's mount/);
+  await Deno.remove(`${root}/${ids[1]}`, { recursive: true });
+  s = await listSessions(root, { liveSessions: new Set() });
+  refuses(() => planRestore(s, ids[0]), "incomplete", /exact only if that mount changed nothing/);
+  assert.equal(planRestore(s, ids[0], { acceptGap: true }).gaps.length, 1);
   await Deno.remove(root, { recursive: true });
 
   // Missing: the middle session was removed from the store.
@@ -170,6 +184,9 @@ Deno.test("plan: refuses open, failed, damaged, incomplete and missing sessions"
   await Deno.remove(`${root}/${ids[1]}`, { recursive: true });
   s = await listSessions(root, { liveSessions: new Set() });
   refuses(() => planRestore(s, ids[0]), "missing", /seq 1.*seq 3/);
+  const accepted = planRestore(s, ids[0], { acceptGap: true });
+  assert.deepEqual(accepted.sessions.map((x) => x.id), [ids[0], ids[2]]);
+  assert.equal(accepted.gaps[0].code, "missing");
   refuses(() => planRestore(s, ids[1]), "not-found");
   await Deno.remove(root, { recursive: true });
 });

@@ -220,3 +220,72 @@ Deno.test("cli verify: ok, incomplete and damaged with file and offset", async (
   assert.equal(r.code, 1);
   await Deno.remove(f.dir, { recursive: true });
 });
+
+Deno.test("cli restore: a gap needs --accept-gap, and -q never hides it", async () => {
+  // The middle session is interrupted (meta.json open, not live).
+  const f = await fixture(["closed", "open", "closed"]);
+  const base = ["--store", f.root, "-q", "restore", f.image, "--yes"];
+  const refused = await run([...base, "--session", f.ids[0]], script);
+  assert.equal(refused.code, 1);
+  assert.match(
+    refused.stderr,
+    new RegExp(
+      `^bdsnap: the restore to the state before ${f.ids[0]} would not be exact: ` +
+        `session ${f.ids[1]} was interrupted .*pass --accept-gap; ${f.ids[2]} is the oldest ` +
+        `session after it that restores exactly\\n$`,
+    ),
+  );
+  assert.deepEqual(await Deno.readFile(f.image), f.h.final, "nothing written");
+  // The way forward it names works.
+  const next = await run([...base, "--session", f.ids[2]], script);
+  assert.equal(next.code, 0, next.stderr);
+  assert.deepEqual(await Deno.readFile(f.image), f.h.before[2]);
+  // Accepted: restored, and said loudly even with -q.
+  const g = await fixture(["closed", "open", "closed"]);
+  const accepted = await run(
+    ["--store", g.root, "-q", "restore", g.image, "--yes", "--session", g.ids[0], "--accept-gap"],
+    script,
+  );
+  assert.equal(accepted.code, 0, accepted.stderr);
+  assert.match(
+    accepted.stderr,
+    /^bdsnap: WARNING: not exact \(--accept-gap\): session .* interrupted/,
+  );
+  assert.equal(accepted.stdout, "");
+  // (The simulated crash saved every pre-image, so here the result happens to be exact.)
+  assert.deepEqual(await Deno.readFile(g.image), g.h.before[0]);
+  await Deno.remove(f.dir, { recursive: true });
+  await Deno.remove(g.dir, { recursive: true });
+});
+
+Deno.test("cli restore: the advice for an incomplete session leads to a restore that works", async () => {
+  const f = await fixture();
+  // The middle mount never got going: its blocks.dat is missing.
+  await Deno.remove(`${f.root}/${f.ids[1]}/blocks.dat`);
+  const base = ["--store", f.root, "--json", "restore", f.image, "--yes"];
+  const first = await run([...base, "--session", f.ids[0]], script);
+  assert.equal(first.code, 1);
+  assert.match(
+    first.stderr,
+    /is incomplete .*exact only if that mount changed nothing.*--accept-gap/,
+  );
+  assert.equal(first.stdout, "");
+  // Its own pre-mount state: refused, naming where the same state is found.
+  const own = await run([...base, "--session", f.ids[1]], script);
+  assert.equal(own.code, 1);
+  assert.match(own.stderr, /state before the next session's mount/);
+  // Removed by hand, as the old advice said: the gap is named and accepted the same way.
+  await Deno.remove(`${f.root}/${f.ids[1]}`, { recursive: true });
+  const gap = await run([...base, "--session", f.ids[0]], script);
+  assert.equal(gap.code, 1);
+  assert.match(
+    gap.stderr,
+    /session\(s\) missing between .*\(seq 1\) and .*\(seq 3\).*--accept-gap/,
+  );
+  const ok = await run([...base, "--session", f.ids[0], "--accept-gap"], script);
+  assert.equal(ok.code, 0, ok.stderr);
+  const j = JSON.parse(ok.stdout);
+  assert.equal(j.exact, false);
+  assert.deepEqual(j.gaps.map((x: { code: string }) => x.code), ["missing"]);
+  await Deno.remove(f.dir, { recursive: true });
+});

@@ -16,7 +16,7 @@ import { CliError, EXIT_FAILED, EXIT_USAGE } from "./_lib/errors.ts";
 import { type GlobalOptions, globals, report, storeRoot } from "./_lib/context.ts";
 import { eprintln, println } from "./_lib/io.ts";
 import { input, isPromptCancel, select } from "./_lib/prompts.ts";
-import { type Progress, progressBar, progressWanted } from "./_lib/progress.ts";
+import { progressBar, progressWanted } from "./_lib/progress.ts";
 import { absolutePath } from "./_lib/activation.ts";
 import { readStore } from "./_lib/store_view.ts";
 import {
@@ -32,8 +32,8 @@ import {
   withDefaults,
 } from "./_lib/restore_common.ts";
 import { formatBytes, formatNs } from "./_lib/units.ts";
-import { openTarget, verifyPlan, writePlan } from "../lib/apply.ts";
-import { markSuperseded, type Session } from "../lib/store.ts";
+import { applyRestore, type RestoreResult } from "../lib/apply.ts";
+import type { Session } from "../lib/store.ts";
 import { checkChain, type Plan } from "../lib/plan.ts";
 import { RestoreError } from "../lib/errors.ts";
 
@@ -113,10 +113,6 @@ async function choose(
   return { device, id };
 }
 
-function onProgress(p: Progress) {
-  return (s: { phase: string; done: number; total: number }) => p.update(s);
-}
-
 /** Carry out `restore` (exported for tests, which inject `deps`). */
 export async function runRestore(
   dev: string | undefined,
@@ -152,32 +148,33 @@ export async function runRestore(
   reportWarnings(opts, plan);
 
   const progress = progressBar(progressWanted(opts.quiet));
-  const target = await cli(() =>
-    openTarget(plan, {
-      target: o.target !== undefined ? targetPath : undefined,
-      force: o.force,
-      isActivated: d.isActivated,
-    })
-  );
   try {
-    // Loud, even with --quiet: the user overrode a safety check.
-    for (const w of target.warnings) eprintln(`bdsnap: WARNING: ${w}`);
-    // Later sessions describe changes this restore undoes: chains starting
-    // after k no longer match the device afterwards (docs/CLI.md).
-    const undone = target.explicit ? [] : plan.sessions.slice(1);
-    const superseded = undone.map((s) => s.id);
+    const r = await cli(() =>
+      applyRestore(plan, {
+        target: o.target !== undefined ? targetPath : undefined,
+        force: o.force,
+        isActivated: d.isActivated,
+        dryRun: o.dryRun,
+        readBack: o.readBack,
+        onProgress: (p) => progress.update(p),
+        onTarget: async (target) => {
+          // Loud, even with --quiet: the user overrode a safety check.
+          for (const w of target.warnings) eprintln(`bdsnap: WARNING: ${w}`);
+          if (!o.yes && !o.dryRun) await confirm(plan.bytes, targetPath);
+        },
+      })
+    );
+    progress.stop();
     const base = {
       action: "restore",
       target: targetPath,
-      target_type: target.info.type,
-      forced: target.warnings.length > 0,
+      target_type: r.target.type,
+      forced: r.warnings.length > plan.warnings.length,
       ...planJson(plan),
-      warnings: [...plan.warnings, ...target.warnings],
-      superseded,
+      warnings: r.warnings,
+      superseded: r.superseded,
     };
-    if (o.dryRun) {
-      await cli(() => verifyPlan(plan, onProgress(progress)));
-      progress.stop();
+    if (r.dryRun) {
       report(
         opts,
         `dry run: all checks passed (target, chain, checksums of ${plan.sessions.length} ` +
@@ -186,69 +183,65 @@ export async function runRestore(
       );
       return;
     }
-    if (!o.yes) {
-      const answer = await ask(() =>
-        input({
-          message: `This overwrites ${formatBytes(plan.bytes)} of ${targetPath}. ` +
-            `Type ${targetPath} to confirm:`,
-        })
-      );
-      if (answer.trim() !== targetPath) {
-        throw new CliError("the name typed does not match; nothing was written", EXIT_FAILED);
-      }
-    }
-    const t0 = performance.now();
-    await cli(() => verifyPlan(plan, onProgress(progress)));
-    const w = await cli(() =>
-      writePlan(plan, target.info.realPath, {
-        onProgress: onProgress(progress),
-        readBack: o.readBack,
-      })
-    );
-    progress.stop();
-    const seconds = (performance.now() - t0) / 1000;
-    const unmarked = await markSuperseded(undone, plan.target.id);
     // The restore is done either way; a missing mark only loses a guard.
-    for (const u of unmarked) {
+    for (const u of r.unmarked) {
       eprintln(`bdsnap: warning: could not mark session ${u.id} as superseded: ${u.error}`);
     }
-    const when = plan.target.meta ? formatNs(plan.target.meta.mountTimeNs) : "?";
     const checked = plan.sessions.reduce((n, s) => n + s.dataBytes, 0);
-    report(
-      opts,
-      [
-        `restored ${targetPath} to its state before the mount of ${when} (session ${plan.target.id})`,
-        `wrote ${plan.chunks} chunks (${
-          formatBytes(w.bytes)
-        }) in ${plan.extents.length} extents, ` +
-        `${seconds.toFixed(1)} s (${formatBytes(w.bytes / Math.max(seconds, 1e-3))}/s)`,
-        `verified: checksums of ${plan.sessions.length} session(s) (${
-          formatBytes(checked)
-        }) before writing; ` + (o.readBack
-          ? `${formatBytes(w.verifiedBytes)} read back from the medium after fsync, identical`
-          : `fsync done (--read-back also compares what the device stored)`),
-        ...(superseded.length > 0
-          ? [
-            `note: the ${superseded.length} later session(s) of ${plan.device} describe changes ` +
-            `this restore undid; they are marked superseded and can no longer be restored to ` +
-            `(see bdsnap sessions)`,
-          ]
-          : []),
-      ],
-      {
-        ...base,
-        dry_run: false,
-        written_bytes: w.bytes,
-        checked_bytes: checked,
-        verified_bytes: w.verifiedBytes,
-        direct_io: w.direct,
-        seconds,
-      },
-    );
+    report(opts, doneLines(plan, targetPath, r, checked, Boolean(o.readBack)), {
+      ...base,
+      dry_run: false,
+      written_bytes: r.bytes,
+      checked_bytes: checked,
+      verified_bytes: r.verifiedBytes,
+      direct_io: r.direct,
+      seconds: r.seconds,
+    });
   } finally {
     progress.stop();
-    target.close();
   }
+}
+
+/** Ask for the target's name to be typed; anything else writes nothing. */
+async function confirm(bytes: number, targetPath: string): Promise<void> {
+  const answer = await ask(() =>
+    input({
+      message: `This overwrites ${formatBytes(bytes)} of ${targetPath}. ` +
+        `Type ${targetPath} to confirm:`,
+    })
+  );
+  if (answer.trim() !== targetPath) {
+    throw new CliError("the name typed does not match; nothing was written", EXIT_FAILED);
+  }
+}
+
+/** What a finished restore says. */
+function doneLines(
+  plan: Plan,
+  targetPath: string,
+  r: RestoreResult,
+  checked: number,
+  readBack: boolean,
+): string[] {
+  const when = plan.target.meta ? formatNs(plan.target.meta.mountTimeNs) : "?";
+  const rate = formatBytes(r.bytes / Math.max(r.seconds, 1e-3));
+  return [
+    `restored ${targetPath} to its state before the mount of ${when} (session ${plan.target.id})`,
+    `wrote ${plan.chunks} chunks (${formatBytes(r.bytes)}) in ${plan.extents.length} extents, ` +
+    `${r.seconds.toFixed(1)} s (${rate}/s)`,
+    `verified: checksums of ${plan.sessions.length} session(s) (${
+      formatBytes(checked)
+    }) before writing; ` + (readBack
+      ? `${formatBytes(r.verifiedBytes)} read back from the medium after fsync, identical`
+      : `fsync done (--read-back also compares what the device stored)`),
+    ...(r.superseded.length > 0
+      ? [
+        `note: the ${r.superseded.length} later session(s) of ${plan.device} describe changes ` +
+        `this restore undid; they are marked superseded and can no longer be restored to ` +
+        `(see bdsnap sessions)`,
+      ]
+      : []),
+  ];
 }
 
 /**

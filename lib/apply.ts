@@ -41,7 +41,13 @@ import { crc32c } from "./crc32c.ts";
 import { CrcPool } from "./crc_pool.ts";
 import { type Problem, RestoreError } from "./errors.ts";
 import type { Plan } from "./plan.ts";
-import { ioError, mapSessionData, type ProgressInfo, verifySessionData } from "./store.ts";
+import {
+  ioError,
+  mapSessionData,
+  markSuperseded,
+  type ProgressInfo,
+  verifySessionData,
+} from "./store.ts";
 import {
   alignedBuffer,
   MediumReader,
@@ -458,6 +464,12 @@ async function readBackWritten(
 export interface RestoreOptions extends OpenTargetOptions, WriteOptions {
   /** Do every check (target, checksums) and write nothing. */
   dryRun?: boolean;
+  /**
+   * Called once the target is checked and held, before the checksums are
+   * verified: the place to show its warnings and ask for confirmation. A
+   * throw ends the restore with nothing written.
+   */
+  onTarget?: (target: RestoreTarget) => Promise<void> | void;
 }
 
 /** What {@linkcode applyRestore} did. */
@@ -470,26 +482,40 @@ export interface RestoreResult extends WriteResult {
   dryRun: boolean;
   /** The plan's warnings and the target's. */
   warnings: string[];
-  /** Wall-clock seconds for checks, verification and writing. */
+  /** Wall-clock seconds for verification and writing (after `onTarget`). */
   seconds: number;
+  /**
+   * The later sessions of the chain this restore undid, marked superseded
+   * (or, with `dryRun`, that would be). Empty for a restore into another
+   * device.
+   */
+  superseded: string[];
+  /** Sessions that could not be marked, with why: the restore is done, a guard is lost. */
+  unmarked: Array<{ id: string; error: string }>;
 }
 
 /**
  * Restore: check and hold the target, verify every checksum, write the plan,
- * fsync, read back. Nothing is written unless every check passed.
+ * fsync, read back, then mark the later sessions of the chain superseded
+ * (their pre-mount states belong to the history the restore undid; see
+ * docs/FORMAT.md). Nothing is written unless every check passed.
  */
 export async function applyRestore(
   plan: Plan,
   options: RestoreOptions = {},
 ): Promise<RestoreResult> {
-  const t0 = performance.now();
   const target = await openTarget(plan, options);
   try {
+    await options.onTarget?.(target);
+    const t0 = performance.now();
     await verifyPlan(plan, options.onProgress);
+    // Into another device nothing is undone: the recorded device keeps its history.
+    const undone = target.explicit ? [] : plan.sessions.slice(1);
     const base = {
       target: target.info,
       explicit: target.explicit,
       warnings: [...plan.warnings, ...target.warnings],
+      superseded: undone.map((s) => s.id),
     };
     if (options.dryRun) {
       const seconds = (performance.now() - t0) / 1000;
@@ -501,10 +527,13 @@ export async function applyRestore(
         verifiedBytes: 0,
         direct: false,
         seconds,
+        unmarked: [],
       };
     }
     const w = await writePlan(plan, target.info.realPath, options);
-    return { ...base, ...w, dryRun: false, seconds: (performance.now() - t0) / 1000 };
+    const seconds = (performance.now() - t0) / 1000;
+    const unmarked = await markSuperseded(undone, plan.target.id);
+    return { ...base, ...w, dryRun: false, seconds, unmarked };
   } finally {
     target.close();
   }

@@ -43,6 +43,11 @@ async function plan(f: Fixture, k: number) {
   return planRestore(await listSessions(f.root, { liveSessions: new Set() }), f.ids[k]);
 }
 
+/** Byte equality without assert's (slow, huge) diff of large arrays. */
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
 async function rejectsWith(p: Promise<unknown>, code: string, re?: RegExp) {
   await assert.rejects(p, (e) => {
     assert.ok(e instanceof RestoreError, String(e));
@@ -54,7 +59,8 @@ async function rejectsWith(p: Promise<unknown>, code: string, re?: RegExp) {
 
 Deno.test("apply: restore into the image gives each pre-mount state; reruns are idempotent", async () => {
   const f = await fixture();
-  for (const k of [3, 1, 2, 0]) {
+  // Newest first: each restore marks the later sessions superseded.
+  for (const k of [3, 2, 1, 0]) {
     await Deno.writeFile(f.image, f.h.final);
     const p = await plan(f, k);
     const events: string[] = [];
@@ -68,6 +74,10 @@ Deno.test("apply: restore into the image gives each pre-mount state; reruns are 
     assert.equal(r.verifiedBytes, p.bytes);
     assert.equal(r.explicit, false);
     assert.deepEqual([...new Set(events)], ["verify", "write", "readback"]);
+    assert.deepEqual(r.superseded, f.ids.slice(k + 1));
+    assert.deepEqual(r.unmarked, []);
+    const marks = (await listSessions(f.root)).map((s) => s.superseded?.restoredTo ?? null);
+    assert.deepEqual(marks.slice(k + 1), f.ids.slice(k + 1).map(() => f.ids[k]));
     const again = await applyRestore(p);
     assert.deepEqual(await Deno.readFile(f.image), f.h.before[k], `rerun k=${k}`);
     assert.equal(again.verifiedBytes, 0, "read-back is off by default");
@@ -82,11 +92,28 @@ Deno.test("apply: --target writes a copy and leaves the device alone; dry run wr
   const p = await plan(f, 1);
   const dry = await applyRestore(p, { target: copy, dryRun: true });
   assert.equal(dry.dryRun, true);
+  assert.deepEqual(dry.superseded, [], "a copy undoes nothing");
   assert.deepEqual(await Deno.readFile(copy), f.h.final);
-  const r = await applyRestore(p, { target: copy });
+  let asked = 0;
+  const r = await applyRestore(p, { target: copy, onTarget: () => void asked++ });
+  assert.equal(asked, 1);
   assert.equal(r.explicit, true);
-  assert.deepEqual(await Deno.readFile(copy), f.h.before[1]);
-  assert.deepEqual(await Deno.readFile(f.image), f.h.final);
+  assert.deepEqual(r.superseded, []);
+  assert.ok((await listSessions(f.root)).every((s) => s.superseded === null));
+  assert.ok(equalBytes(await Deno.readFile(copy), f.h.before[1]));
+  assert.ok(equalBytes(await Deno.readFile(f.image), f.h.final));
+  // A refusal in onTarget (a declined prompt) writes nothing.
+  await Deno.writeFile(copy, f.h.final);
+  await assert.rejects(
+    applyRestore(p, {
+      target: copy,
+      onTarget: () => {
+        throw new Error("declined");
+      },
+    }),
+    /declined/,
+  );
+  assert.ok(equalBytes(await Deno.readFile(copy), f.h.final), "nothing written");
   await Deno.remove(f.dir, { recursive: true });
 });
 

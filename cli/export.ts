@@ -14,6 +14,7 @@ import { eprintln } from "./_lib/io.ts";
 import { progressBar, progressWanted } from "./_lib/progress.ts";
 import { absolutePath } from "./_lib/activation.ts";
 import { readStore } from "./_lib/store_view.ts";
+import { resolveSessionSpec } from "./_lib/session_spec.ts";
 import {
   cli,
   planForCli,
@@ -48,7 +49,8 @@ export async function runExport(
   const sessions = await readStore(root, d.liveSessions());
   const device = await resolveDevice(dev, sessions);
   const options = { device, allowOpen: true, acceptGap: o.acceptGap };
-  const plan = planForCli(sessions, o.session, options);
+  const id = resolveSessionSpec(sessions, o.session, device);
+  const plan = planForCli(sessions, id, options);
   reportWarnings(opts, plan);
   const progress = progressBar(progressWanted(opts.quiet));
   try {
@@ -58,8 +60,7 @@ export async function runExport(
         output: absolutePath(o.output),
         force: o.force,
         onProgress: (s) => progress.update(s),
-        replan: async () =>
-          planRestore(await readStore(root, d.liveSessions()), o.session, options),
+        replan: async () => planRestore(await readStore(root, d.liveSessions()), id, options),
       })
     );
     progress.stop();

@@ -19,6 +19,7 @@ import { input, isPromptCancel, select } from "./_lib/prompts.ts";
 import { progressBar, progressWanted } from "./_lib/progress.ts";
 import { absolutePath } from "./_lib/activation.ts";
 import { readStore } from "./_lib/store_view.ts";
+import { resolveSessionSpec } from "./_lib/session_spec.ts";
 import {
   cli,
   devicesInStore,
@@ -137,7 +138,7 @@ export async function runRestore(
   const root = storeRoot(opts).root;
   const sessions = await readStore(root, d.liveSessions());
   let device = dev === undefined ? undefined : await resolveDevice(dev, sessions);
-  let id = o.session;
+  let id = o.session === undefined ? undefined : resolveSessionSpec(sessions, o.session, device);
   if (id === undefined) {
     ({ device, id } = await choose(sessions, root, device, Boolean(o.acceptGap)));
   }
@@ -253,7 +254,11 @@ export function register(program: Command, deps: RestoreDeps = {}): void {
     .command("restore")
     .description("roll a device back to its exact state before a session's mount")
     .argument("[dev]", "the device or image file (asked for on a terminal when omitted)")
-    .option("--session <id>", "restore to the state before this session's mount")
+    .option(
+      "--session <id>",
+      "restore to the state before this session's mount (an id, latest, a number from " +
+        "`bdsnap sessions` column #, or a unique id prefix)",
+    )
     .option("--target <path>", "write into this device or image file of the same size instead")
     .option("-y, --yes", "do not ask for confirmation (needed without a terminal)")
     .option("--dry-run", "print the plan and run every check; write nothing")

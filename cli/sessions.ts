@@ -19,6 +19,7 @@ import {
   sessionJson,
 } from "./_lib/store_view.ts";
 import { storeName } from "../lib/format.ts";
+import { chainNumbers } from "./_lib/session_spec.ts";
 import type { Session } from "../lib/store.ts";
 
 /** Keep the sessions of one device (by its path, or by its store name). */
@@ -34,8 +35,10 @@ export function filterByDevice(sessions: Session[], dev: string | undefined): Se
 /** The human table of sessions. */
 export function sessionLines(sessions: Session[]): string[] {
   if (sessions.length === 0) return ["no sessions"];
+  const numbers = chainNumbers(sessions);
   return formatTable(
     [
+      { title: "#", align: "right" },
       { title: "SESSION" },
       { title: "DEVICE" },
       { title: "FS" },
@@ -48,6 +51,7 @@ export function sessionLines(sessions: Session[]): string[] {
     sessions.map((s) => {
       const j = sessionJson(s);
       return [
+        String(numbers.get(s.id) ?? ""),
         s.id,
         sessionDevice(s),
         j.fs_type ?? "-",

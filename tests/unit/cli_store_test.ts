@@ -121,8 +121,9 @@ Deno.test("sessions: human table with units and local times", async () => {
   const r = await run(["--store", root, "sessions"]);
   assert.equal(r.code, 0, r.stderr);
   const lines = r.stdout.trimEnd().split("\n");
-  assert.match(lines[0], /^SESSION +DEVICE +FS +STARTED +ENDED +CHUNKS +SIZE +STATE$/);
-  assert.ok(lines[1].startsWith(ids["/dev/vdb"][0]));
+  assert.match(lines[0], /^# +SESSION +DEVICE +FS +STARTED +ENDED +CHUNKS +SIZE +STATE$/);
+  assert.ok(lines[1].startsWith(`1  ${ids["/dev/vdb"][0]}`), lines[1]);
+  assert.ok(lines[2].startsWith(`2  ${ids["/dev/vdb"][1]}`), lines[2]);
   assert.match(
     lines[1],
     /\/dev\/vdb +ext4 +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d +4 +16\.0 KiB +closed$/,

@@ -289,3 +289,20 @@ Deno.test("cli restore: the advice for an incomplete session leads to a restore 
   assert.deepEqual(j.gaps.map((x: { code: string }) => x.code), ["missing"]);
   await Deno.remove(f.dir, { recursive: true });
 });
+
+Deno.test("cli restore: --session takes latest, a chain number or a unique prefix", async () => {
+  const f = await fixture();
+  const base = ["--store", f.root, "--json", "restore", f.image, "--yes", "--dry-run"];
+  const pick = async (spec: string) => {
+    const r = await run([...base, "--session", spec], script);
+    return r.code === 0 ? JSON.parse(r.stdout).session : r.stderr;
+  };
+  assert.equal(await pick("latest"), f.ids[2]);
+  assert.equal(await pick("2"), f.ids[1]);
+  assert.equal(await pick(f.ids[0].slice(0, -8)), f.ids[0]);
+  assert.equal(await pick(`${f.root}/${f.ids[1]}/`), f.ids[1]);
+  assert.match(await pick("4"), /--session 4: the device has sessions 1 to 3/);
+  assert.match(await pick(f.ids[0].slice(0, 12)), /ambiguous: 3 sessions start with it/);
+  assert.match(await pick("nope"), /no session nope in the store/);
+  await Deno.remove(f.dir, { recursive: true });
+});

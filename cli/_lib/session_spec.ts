@@ -1,0 +1,62 @@
+/**
+ * What `--session` accepts: a full id or session directory, `latest`, a
+ * number (the session's place in its device's chain, 1 = oldest, the `#`
+ * column of `bdsnap sessions`), or a unique prefix of an id.
+ * @module
+ */
+
+import { CliError, EXIT_FAILED } from "./errors.ts";
+import { chainsOf } from "../../lib/retention.ts";
+import type { Session } from "../../lib/store.ts";
+
+/** Each session's place in its device's chain, 1 = oldest. */
+export function chainNumbers(sessions: readonly Session[]): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const chain of chainsOf(sessions)) chain.forEach((s, i) => out.set(s.id, i + 1));
+  return out;
+}
+
+/**
+ * The session id `spec` names. `device` (the recorded path) narrows `latest`,
+ * numbers and prefixes to that device's chain; without it they need the
+ * store to hold one device only.
+ */
+export function resolveSessionSpec(
+  sessions: readonly Session[],
+  spec: string,
+  device: string | undefined,
+): string {
+  const id = spec.includes("/") ? spec.replace(/\/+$/, "").replace(/^.*\//, "") : spec;
+  if (sessions.some((s) => s.id === id)) return id;
+  const chains = chainsOf(sessions).filter((c) =>
+    device === undefined || c.some((s) => s.meta?.device === device)
+  );
+  const fail = (why: string) => new CliError(`--session ${spec}: ${why}`, EXIT_FAILED);
+  const oneChain = (): Session[] => {
+    if (chains.length === 1) return chains[0];
+    throw fail(
+      chains.length === 0
+        ? "no sessions of that device"
+        : "the store holds several devices: name the device too",
+    );
+  };
+  if (spec === "latest") return oneChain()[oneChain().length - 1].id;
+  if (/^\d+$/.test(spec)) {
+    const chain = oneChain();
+    const n = Number(spec);
+    if (n < 1 || n > chain.length) {
+      throw fail(`the device has sessions 1 to ${chain.length} (\`bdsnap sessions\`, column #)`);
+    }
+    return chain[n - 1].id;
+  }
+  const matches = chains.flat().filter((s) => s.id.startsWith(id));
+  if (matches.length === 1) return matches[0].id;
+  if (matches.length === 0) {
+    throw new CliError(`no session ${spec} in the store: \`bdsnap sessions\` lists them`);
+  }
+  throw fail(
+    `ambiguous: ${matches.length} sessions start with it (${
+      matches.slice(0, 3).map((s) => s.id).join(", ")
+    }${matches.length > 3 ? ", …" : ""})`,
+  );
+}

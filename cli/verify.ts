@@ -8,7 +8,8 @@
  *   missing);
  * - `damaged`: something breaks the format, with the file and offset.
  *
- * Exits 1 when any session is damaged or not found, else 0.
+ * Exits 1 when any session is damaged or not found (with `--strict`, also
+ * when one is failed, interrupted or incomplete), else 0.
  * @module
  */
 
@@ -75,6 +76,7 @@ export async function runVerify(
   ids: string[],
   opts: ReturnType<typeof globals>,
   deps: RestoreDeps = {},
+  strict = false,
 ): Promise<VerifyJson[]> {
   const d = withDefaults(deps);
   const root = storeRoot(opts).root;
@@ -101,7 +103,9 @@ export async function runVerify(
     pool?.close();
     progress.stop();
   }
-  const bad = results.filter((r) => r.result === "damaged");
+  // --strict: every session that does not hold every change of its mount
+  // (failed, interrupted, incomplete) fails the run too.
+  const bad = results.filter((r) => r.result === "damaged" || (strict && r.result !== "ok"));
   if (opts.json) {
     printJson({ store: root, sessions: results });
   } else if (!opts.quiet || bad.length > 0) {
@@ -142,7 +146,8 @@ export async function runVerify(
   if (bad.length > 0) {
     // The table (or JSON) above already says where; the exit code says that it matters.
     throw new CliError(
-      opts.json ? "" : `${bad.length} damaged session(s): ${bad.map((b) => b.id).join(", ")}`,
+      opts.json ? "" : `${bad.length} ${strict ? "damaged or incomplete" : "damaged"} ` +
+        `session(s): ${bad.map((b) => b.id).join(", ")}`,
       EXIT_FAILED,
     );
   }
@@ -158,9 +163,11 @@ export function register(program: Command, deps: RestoreDeps = {}): void {
     .addHelpText(
       "after",
       "\nincomplete: consistent, but not every change of the mount is there (interrupted,\n" +
-        "failed, or files missing). damaged: reported with file and offset; exit status 1.",
+        "failed, or files missing). damaged: reported with file and offset; exit status 1.\n" +
+        "--strict: exit status 1 for incomplete sessions too.",
     )
-    .action(async (ids: string[], _o: unknown, cmd: Command) => {
-      await runVerify(ids, globals(cmd), deps);
+    .option("--strict", "also exit 1 for failed, interrupted or incomplete sessions")
+    .action(async (ids: string[], o: { strict?: boolean }, cmd: Command) => {
+      await runVerify(ids, globals(cmd), deps, Boolean(o.strict));
     });
 }

@@ -195,6 +195,10 @@ Deno.test("cli verify: ok, incomplete and damaged with file and offset", async (
   assert.match(r.stdout, /^SESSION +STATE +RESULT +RECORDS +DATA$/m);
   assert.match(r.stdout, new RegExp(`^${f.ids[0]} +closed +ok `, "m"));
   assert.match(r.stdout, new RegExp(`^${f.ids[2]} +interrupted +incomplete `, "m"));
+  const strict = await run(["--store", f.root, "verify", "--strict"], script);
+  assert.equal(strict.code, 1);
+  assert.match(strict.stderr, new RegExp(`1 damaged or incomplete session\\(s\\): ${f.ids[2]}`));
+  assert.equal((await run(["--store", f.root, "verify", "--strict", f.ids[0]], script)).code, 0);
 
   const s1 = `${f.root}/${f.ids[1]}/blocks.dat`;
   const dat = await Deno.readFile(s1);

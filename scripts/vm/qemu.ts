@@ -175,6 +175,12 @@ async function boot(opts: VmOptions, accel: "kvm" | "tcg"): Promise<VmResult> {
     `bdsnap.release=${k.release}`,
     `bdsnap.modules=${k.modules}`,
     `bdsnap.overlay=${Math.floor((opts.memory ?? 2048) / 2)}M`,
+    // Under TCG a vCPU thread the host does not schedule for a while looks,
+    // from inside, like a CPU stuck in the kernel: soft-lockup and RCU-stall
+    // reports came from user mode and from a boot before our module loaded
+    // (2026-12-01, both cores busy). The detectors stay on, with the longest
+    // thresholds the kernel allows for the soft one (2 × 60 s) and 120 s for RCU.
+    accel === "tcg" ? "watchdog_thresh=60 rcupdate.rcu_cpu_stall_timeout=120" : "",
     k.append ?? "",
     opts.append ?? "",
   ].filter(Boolean).join(" ");

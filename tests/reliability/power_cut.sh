@@ -27,7 +27,9 @@ s = json.loads(sys.argv[1])["sessions"]
 print(s[-1]["id"], s[-1]["state"]) if s else print("none none")' "$sessions")"
 	echo "session $sid: $state"
 	restore_ok=0
-	if [ "$sid" != none ] && bdsnap restore "$CUT_DEV" --session "$sid" --yes; then restore_ok=1; fi
+	# An interrupted session is not provably exact (pre-images are durable
+	# only at origin flushes today): the restorer refuses it without the flag.
+	if [ "$sid" != none ] && bdsnap restore "$CUT_DEV" --session "$sid" --yes --accept-gap; then restore_ok=1; fi
 	restored=$(python3 "$REL_DIR/power_cut.py" verify "$c" "$k" restored) || exit 1
 	echo "restored: $restored"
 	python3 - "$origin" "$restored" "$state" "$restore_ok" <<'PY'

@@ -1,4 +1,4 @@
-// vm: disks=1 disk-size=512M store-size=1G timeout=900
+// vm: disks=1 disk-size=256M store-size=1G timeout=900
 /**
  * Three sessions in a row: restoring to each one's pre-mount state gives the
  * whole-device hash recorded before that mount (latest first, as an

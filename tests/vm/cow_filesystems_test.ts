@@ -1,4 +1,4 @@
-// vm: disks=1 disk-size=512M store-size=1G timeout=2400
+// vm: disks=1 disk-size=320M store-size=1G timeout=2400
 // timeout: a hang guard; 570 s alone (full tier), over 1200 s beside three other TCG VMs on 2 cores.
 /**
  * For every filesystem: mount, write a realistic mix, unmount, restore, and

@@ -1,4 +1,4 @@
-// vm: disks=2 disk-size=512M store-size=1G timeout=1200 tier=full
+// vm: disks=2 disk-size=320M store-size=1G timeout=1200 tier=full
 /**
  * The restorer on real devices: three xfs sessions restored one by one,
  * export while the device is mounted, restore into another device, and the

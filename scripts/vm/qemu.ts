@@ -351,7 +351,10 @@ export async function probeAccel(k: Kernel): Promise<"kvm" | "tcg"> {
     return "tcg";
   }
   const bootId = (await Deno.readTextFile("/proc/sys/kernel/random/boot_id")).trim();
-  const memo = `${cacheDir()}/accel-${bootId}.txt`;
+  // Per host boot, so under /run when we may write there: every clone on
+  // this machine (CI's fresh one too) shares the answer instead of probing.
+  const memoDir = Deno.uid() === 0 ? "/run/bdsnap-vm" : cacheDir();
+  const memo = `${memoDir}/accel-${bootId}.txt`;
   try {
     const v = (await Deno.readTextFile(memo)).trim();
     if (v === "kvm" || v === "tcg") return v;
@@ -374,6 +377,7 @@ export async function probeAccel(k: Kernel): Promise<"kvm" | "tcg"> {
     log("KVM guest did not come up: using TCG (software emulation)");
     await Deno.remove(r.runDir, { recursive: true }).catch(() => {});
   }
+  await Deno.mkdir(memoDir, { recursive: true });
   await Deno.writeTextFile(memo, accel + "\n");
   return accel;
 }

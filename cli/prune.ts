@@ -14,7 +14,7 @@ import { globals, storeRoot } from "./_lib/context.ts";
 import { printJson, println } from "./_lib/io.ts";
 import { formatBytes, parseDuration, parseSize } from "./_lib/units.ts";
 import { liveSessionIds, readStore, sessionDevice } from "./_lib/store_view.ts";
-import { filterByDevice } from "./sessions.ts";
+import { sessionsOfDevice } from "./_lib/device_path.ts";
 import { planRetention, type RetentionPolicy } from "../lib/retention.ts";
 import type { Session } from "../lib/store.ts";
 
@@ -128,7 +128,7 @@ export function register(program: Command): void {
       const all = await readStore(root, live);
       const only = dev === undefined
         ? undefined
-        : new Set(filterByDevice(all, dev).map((s) => s.id));
+        : new Set((await sessionsOfDevice(all, dev)).map((s) => s.id));
       // Measured only when needed: a store can hold many sessions.
       const sizes = o.maxSize !== undefined ? await measure(all) : null;
       const plan = planRetention(all, policy, {

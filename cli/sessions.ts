@@ -10,26 +10,18 @@ import { globals, storeRoot } from "./_lib/context.ts";
 import { printJson, println } from "./_lib/io.ts";
 import { formatTable } from "./_lib/table.ts";
 import { formatBytes, formatNs } from "./_lib/units.ts";
-import { absolutePath } from "./_lib/activation.ts";
-import {
-  chainKey,
-  readStore,
-  sessionChunks,
-  sessionDevice,
-  sessionJson,
-} from "./_lib/store_view.ts";
-import { storeName } from "../lib/format.ts";
+import { sessionsOfDevice } from "./_lib/device_path.ts";
+import { readStore, sessionChunks, sessionDevice, sessionJson } from "./_lib/store_view.ts";
 import { chainNumbers } from "./_lib/session_spec.ts";
 import type { Session } from "../lib/store.ts";
 
-/** Keep the sessions of one device (by its path, or by its store name). */
-export function filterByDevice(sessions: Session[], dev: string | undefined): Session[] {
-  if (dev === undefined) return sessions;
-  const path = absolutePath(dev);
-  const name = storeName(path);
-  return sessions.filter((s) =>
-    sessionDevice(s) === path || (s.meta === null && chainKey(s) === name)
-  );
+/**
+ * The sessions as `sessions --json` lists them: each session's JSON shape
+ * with `chain_number`, its place in its device's chain (the `#` column).
+ */
+export function sessionsJson(sessions: readonly Session[]) {
+  const numbers = chainNumbers(sessions);
+  return sessions.map((s) => ({ ...sessionJson(s), chain_number: numbers.get(s.id) ?? null }));
 }
 
 /** The human table of sessions. */
@@ -79,8 +71,8 @@ export function register(program: Command): void {
     .action(async (dev: string | undefined, _o: unknown, cmd: Command) => {
       const opts = globals(cmd);
       const root = storeRoot(opts).root;
-      const sessions = filterByDevice(await readStore(root), dev);
-      if (opts.json) printJson({ store: root, sessions: sessions.map(sessionJson) });
+      const sessions = await sessionsOfDevice(await readStore(root), dev);
+      if (opts.json) printJson({ store: root, sessions: sessionsJson(sessions) });
       else for (const l of sessionLines(sessions)) println(l);
     });
 }

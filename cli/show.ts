@@ -10,7 +10,8 @@ import { globals, storeRoot } from "./_lib/context.ts";
 import { printJson, println } from "./_lib/io.ts";
 import { formatTable } from "./_lib/table.ts";
 import { formatBytes, formatNs } from "./_lib/units.ts";
-import { changedRanges, type Range, readOneSession, sessionJson } from "./_lib/store_view.ts";
+import { changedRanges, type Range, sessionJson } from "./_lib/store_view.ts";
+import { readSessionSpec } from "./_lib/session_spec.ts";
 import type { Session } from "../lib/store.ts";
 
 /** The stable JSON shape of `show --json`. */
@@ -65,11 +66,14 @@ export function register(program: Command): void {
   program
     .command("show")
     .description("one session in detail; --ranges lists the device ranges it saved")
-    .argument("<session>", "session id (the directory name in the store), or its directory")
+    .argument(
+      "<session>",
+      "session id, its directory, latest, its number in `bdsnap sessions` or a unique id prefix",
+    )
     .option("--ranges", "list the changed device byte ranges (offset, length), sorted and merged")
     .action(async (id: string, o: { ranges?: boolean }, cmd: Command) => {
       const opts = globals(cmd);
-      const s = await readOneSession(storeRoot(opts).root, id);
+      const s = await readSessionSpec(storeRoot(opts).root, id);
       if (opts.json) printJson(showJson(s, Boolean(o.ranges)));
       else for (const l of showLines(s, o.ranges ? changedRanges(s) : null)) println(l);
     });

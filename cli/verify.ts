@@ -20,7 +20,8 @@ import { printJson, println } from "./_lib/io.ts";
 import { progressBar, progressWanted } from "./_lib/progress.ts";
 import { formatTable } from "./_lib/table.ts";
 import { formatBytes } from "./_lib/units.ts";
-import { readOneSession, readStore } from "./_lib/store_view.ts";
+import { readStore } from "./_lib/store_view.ts";
+import { readSessionSpec } from "./_lib/session_spec.ts";
 import { cli, type RestoreDeps, withDefaults } from "./_lib/restore_common.ts";
 import { CrcPool } from "../lib/crc_pool.ts";
 import { formatProblem, type Problem } from "../lib/errors.ts";
@@ -82,7 +83,7 @@ export async function runVerify(
   const root = storeRoot(opts).root;
   const sessions = ids.length === 0
     ? await readStore(root, d.liveSessions())
-    : await Promise.all(ids.map((id) => readOneSession(root, id)));
+    : await Promise.all(ids.map((id) => readSessionSpec(root, id)));
   const total = sessions.reduce((n, s) => n + s.dataBytes, 0);
   const progress = progressBar(progressWanted(opts.quiet));
   const results: VerifyJson[] = [];
@@ -159,7 +160,11 @@ export function register(program: Command, deps: RestoreDeps = {}): void {
   program
     .command("verify")
     .description("check sessions' maps, data checksums and meta.json: ok, incomplete or damaged")
-    .argument("[session...]", "session ids or directories (default: every session in the store)")
+    .argument(
+      "[session...]",
+      "sessions as --session takes them: id, directory, latest, number, unique prefix " +
+        "(default: every session in the store)",
+    )
     .addHelpText(
       "after",
       "\nincomplete: consistent, but not every change of the mount is there (interrupted,\n" +

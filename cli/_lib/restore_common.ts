@@ -6,7 +6,6 @@
  */
 
 import { CliError, EXIT_FAILED } from "./errors.ts";
-import { absolutePath } from "./activation.ts";
 import { liveSessionIds, sessionDevice, storeError } from "./store_view.ts";
 import { formatBytes, formatNs, isoFromNs } from "./units.ts";
 import { eprintln } from "./io.ts";
@@ -79,23 +78,8 @@ export function withDefaults(deps: RestoreDeps = {}): Required<RestoreDeps> {
   };
 }
 
-/**
- * The device path as the sessions recorded it, for a path the user typed:
- * the same absolute path, else a recorded path that resolves to the same
- * file (a symbolic link such as /dev/disk/by-id/…); else the absolute path.
- */
-export async function resolveDevice(dev: string, sessions: readonly Session[]): Promise<string> {
-  const path = absolutePath(dev);
-  const recorded = [...new Set(sessions.map((s) => s.meta?.device).filter((d) => d !== undefined))];
-  if (recorded.includes(path)) return path;
-  const real = await Deno.realPath(path).catch(() => null);
-  if (real !== null) {
-    for (const d of recorded) {
-      if ((await Deno.realPath(d).catch(() => null)) === real) return d;
-    }
-  }
-  return path;
-}
+/** The device path as the sessions recorded it (cli/_lib/device_path.ts). */
+export { resolveDevice } from "./device_path.ts";
 
 /** Run `fn`, turning a RestoreError into the CLI's one-line error. */
 export async function cli<T>(fn: () => Promise<T> | T): Promise<T> {

@@ -7,6 +7,7 @@
 
 import { CliError, EXIT_FAILED } from "./errors.ts";
 import { chainsOf } from "../../lib/retention.ts";
+import { readOneSession, readStore } from "./store_view.ts";
 import type { Session } from "../../lib/store.ts";
 
 /** Each session's place in its device's chain, 1 = oldest. */
@@ -59,4 +60,28 @@ export function resolveSessionSpec(
       matches.slice(0, 3).map((s) => s.id).join(", ")
     }${matches.length > 3 ? ", …" : ""})`,
   );
+}
+
+/**
+ * Read the one session `spec` names, in any form `--session` accepts. A
+ * directory or a full id is read on its own (fast on a large store); the
+ * other forms need the whole store.
+ */
+export async function readSessionSpec(
+  root: string,
+  spec: string,
+  device?: string,
+): Promise<Session> {
+  if (spec.includes("/") || await isDir(`${root}/${spec}`)) return readOneSession(root, spec);
+  const sessions = await readStore(root);
+  const id = resolveSessionSpec(sessions, spec, device);
+  return sessions.find((s) => s.id === id)!;
+}
+
+async function isDir(path: string): Promise<boolean> {
+  try {
+    return (await Deno.stat(path)).isDirectory;
+  } catch {
+    return false; // not there or not readable: the store reader says which
+  }
 }

@@ -83,9 +83,9 @@ Deno.test("sessions --json: stable shape, oldest first, filtered by device", asy
     ...ids["/img/a b.img"],
   ]);
   const s = out.sessions[0];
-  assert.deepEqual(Object.keys(s), SESSION_KEYS);
+  assert.deepEqual(Object.keys(s), [...SESSION_KEYS, "chain_number"]);
   assert.deepEqual(
-    { ...s, problems: undefined },
+    { ...s, problems: undefined, chain_number: undefined },
     {
       id: ids["/dev/vdb"][0],
       device: "/dev/vdb",
@@ -107,9 +107,11 @@ Deno.test("sessions --json: stable shape, oldest first, filtered by device", asy
       unmounted_writes_before: 0,
       superseded_by: null,
       problems: undefined,
+      chain_number: undefined,
     },
   );
   assert.deepEqual(s.problems, []);
+  assert.equal(s.chain_number, 1);
 
   const f = JSON.parse((await run(["--store", root, "--json", "sessions", "/img/a b.img"])).stdout);
   assert.deepEqual(f.sessions.map((x: { id: string }) => x.id), ids["/img/a b.img"]);

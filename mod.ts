@@ -21,4 +21,7 @@ export * from "./lib/store.ts";
 export * from "./lib/plan.ts";
 export * from "./lib/apply.ts";
 export * from "./lib/retention.ts";
-export { crc32c } from "./lib/crc32c.ts";
+export { type Crc32c, crc32c } from "./lib/crc32c.ts";
+// The pool verifySessionData can use (VerifyOptions.pool).
+export { CrcPool } from "./lib/crc_pool.ts";
+export type { CrcAnswer } from "./lib/crc_worker.ts";

@@ -290,6 +290,7 @@ const MAP_SHARED = 1;
 export interface Mapping {
   /** The mapped bytes; never touched after {@linkcode unmap}. */
   bytes: Uint8Array<ArrayBuffer>;
+  /** The mapping's address, for munmap(2). */
   pointer: Deno.PointerObject;
 }
 

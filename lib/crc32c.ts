@@ -28,7 +28,8 @@
 
 import CRC32C from "crc-32/crc32c.js";
 
-type Crc32c = (data: Uint8Array, previous?: number) => number;
+/** A CRC-32C function: the checksum of `data`, continuing from `previous` when given. */
+export type Crc32c = (data: Uint8Array, previous?: number) => number;
 
 /**
  * The portable CRC-32C of `data`, as an unsigned 32-bit number.

@@ -18,7 +18,9 @@ export interface CrcJob {
 
 /** The answer: the same buffer, and the CRC-32C of each record. */
 export interface CrcAnswer {
+  /** The job's buffer, handed back for reuse. */
   buffer: ArrayBuffer;
+  /** The CRC-32C of each record, in job order. */
   crcs: Uint32Array;
 }
 

@@ -72,16 +72,28 @@ export class RestoreError extends Error {
    * (a gap in the chain): the planner's `acceptGap` option lets it through.
    */
   readonly acceptable: boolean;
+  /** The errno name behind an I/O failure (`"ENOENT"`, `"EIO"`, …), else `null`. */
+  readonly errno: string | null;
+  /**
+   * Make a refusal or failure.
+   * @param code what kind it is
+   * @param message one line for the user
+   * @param problems the problems behind it
+   * @param acceptable whether `acceptGap` lets it through
+   * @param errno the errno name, for I/O failures
+   */
   constructor(
     code: RestoreErrorCode,
     message: string,
     problems: Problem[] = [],
     acceptable = false,
+    errno: string | null = null,
   ) {
     super(message);
     this.name = "RestoreError";
     this.code = code;
     this.problems = problems;
     this.acceptable = acceptable;
+    this.errno = errno;
   }
 }

@@ -118,6 +118,11 @@ export function parseSuperseded(text: string): SupersededMark {
 export class FormatError extends Error {
   /** Byte offset of the problem in its file, if known. */
   readonly offset: number | undefined;
+  /**
+   * Make a format error.
+   * @param message what breaks the format
+   * @param offset where in the file, when known
+   */
   constructor(message: string, offset?: number) {
     super(message);
     this.name = "FormatError";

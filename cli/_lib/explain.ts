@@ -7,7 +7,16 @@
 
 import { ERRNO, errnoDescription, ErrnoError, errnoName } from "../../ffi/libc.ts";
 import { ModuleNotLoadedError } from "../../ffi/control.ts";
-import { CliError, EXIT_FAILED, EXIT_NO_MODULE, EXIT_PERMISSION } from "./errors.ts";
+import { RestoreError } from "../../lib/errors.ts";
+import { ioError } from "../../lib/io_error.ts";
+import {
+  CliError,
+  type ErrorCode,
+  EXIT_FAILED,
+  EXIT_NO_MODULE,
+  EXIT_PERMISSION,
+  fromRestoreError,
+} from "./errors.ts";
 
 /** The message for a module that is not loaded. */
 export const NOT_LOADED = "module not loaded: run `bdsnap load`";
@@ -24,60 +33,75 @@ export interface ErrnoContext {
   euid?: number;
 }
 
-/** Map an errno from a control operation to a user message and exit code. */
+/**
+ * Map an errno from a control operation to a user message, exit code and
+ * machine code (the errno's name goes along as the error's `errno`).
+ */
 export function explainErrno(errno: number, ctx: ErrnoContext): CliError {
   const name = errnoName(errno);
   const what = ctx.path ?? "the device";
-  const fail = (msg: string, code = EXIT_FAILED) => new CliError(`${msg} (${name})`, code);
+  const make = (msg: string, exit: number, code?: ErrorCode) =>
+    new CliError(msg, exit, { code, errno: name });
+  const fail = (msg: string, code: ErrorCode = "error") =>
+    make(`${msg} (${name})`, EXIT_FAILED, code);
   switch (errno) {
     case ERRNO.EPERM:
       if (ctx.euid !== undefined && ctx.euid !== 0) {
-        return new CliError(`not root (${name}): ${ctx.op} needs root`, EXIT_PERMISSION);
+        return make(`not root (${name}): ${ctx.op} needs root`, EXIT_PERMISSION);
       }
-      if (ctx.euid === 0) return new CliError(`wrong password (${name})`, EXIT_PERMISSION);
-      return new CliError(`wrong password or not root (${name})`, EXIT_PERMISSION);
+      if (ctx.euid === 0) return make(`wrong password (${name})`, EXIT_PERMISSION);
+      return make(`wrong password or not root (${name})`, EXIT_PERMISSION);
     case ERRNO.EACCES:
-      return new CliError(`permission denied (${name}): ${ctx.op} needs root`, EXIT_PERMISSION);
+      return make(`permission denied (${name}): ${ctx.op} needs root`, EXIT_PERMISSION);
     case ERRNO.ENOENT:
-      return fail(`no such device or file: ${what}`);
+      return fail(`no such device or file: ${what}`, "not-found");
     case ERRNO.ENOTBLK:
-      return fail(`${what} is neither a block device nor a regular file`);
+      return fail(`${what} is neither a block device nor a regular file`, "invalid");
     case ERRNO.EALREADY:
       return ctx.op === "deactivate"
-        ? fail(`${what} is not activated`)
-        : fail(`${what} is already activated`);
+        ? fail(`${what} is not activated`, "not-activated")
+        : fail(`${what} is already activated`, "activated");
     case ERRNO.EFAULT:
-      return fail(`the module could not read the ${ctx.op} arguments; this is a bug in bdsnap`);
+      return fail(
+        `the module could not read the ${ctx.op} arguments; this is a bug in bdsnap`,
+        "internal",
+      );
     case ERRNO.ENAMETOOLONG:
-      return fail(`path or password too long`);
+      return fail(`path or password too long`, "invalid");
     case ERRNO.EXDEV:
       return fail(
         `the snapshot store${ctx.storeRoot ? ` (${ctx.storeRoot})` : ""} lives on ${what}: ` +
           "put the store on another device",
+        "invalid",
       );
     case ERRNO.EINVAL:
       return fail(
         `the module refused ${ctx.op}${ctx.path ? ` of ${ctx.path}` : ""}; \`dmesg\` says why`,
+        "refused",
       );
     case ERRNO.EBUSY:
-      return fail(`${what} is busy`);
+      return fail(`${what} is busy`, "busy");
     case ERRNO.EAGAIN:
-      return fail(`the module is busy; try again`);
+      return fail(`the module is busy; try again`, "busy");
     case ERRNO.ENOMEM:
       return fail(`out of memory`);
     case ERRNO.ENOTTY:
       return fail(
         "/dev/bdsnap does not know this request: the CLI and the loaded module do not match; " +
           "reload the module",
+        "refused",
       );
     case ERRNO.ENOSYS:
-      return new CliError(
+      return make(
         `the bdsnap system calls are not there (${name}): the module is not loaded or is ` +
           "being unloaded; run `bdsnap load`",
         EXIT_NO_MODULE,
       );
     default:
-      return fail(`${ctx.op}${ctx.path ? ` ${ctx.path}` : ""} failed: ${errnoDescription(errno)}`);
+      return fail(
+        `${ctx.op}${ctx.path ? ` ${ctx.path}` : ""} failed: ${errnoDescription(errno)}`,
+        errno === ERRNO.EIO ? "io" : "error",
+      );
   }
 }
 
@@ -94,11 +118,34 @@ export function toCliError(e: unknown, ctx?: ErrnoContext): CliError | null {
     );
   }
   if (e instanceof ErrnoError) return explainErrno(e.errno, ctx ?? { op: e.op });
-  if (e instanceof Deno.errors.PermissionDenied || e instanceof Deno.errors.NotCapable) {
-    return new CliError(`permission denied: ${e.message} (run as root)`, EXIT_PERMISSION);
-  }
-  if (e instanceof Deno.errors.NotFound) return new CliError(e.message, EXIT_FAILED);
+  if (e instanceof RestoreError) return fromRestoreError(e);
+  if (isRuntimeError(e)) return fromRestoreError(ioError(e, ctx?.path ?? pathOf(e)));
   return null;
+}
+
+/** The runtime's file system errors a user can act on (others are bugs). */
+const RUNTIME_ERRORS = [
+  Deno.errors.NotFound,
+  Deno.errors.PermissionDenied,
+  Deno.errors.NotCapable,
+  Deno.errors.NotADirectory,
+  Deno.errors.IsADirectory,
+  Deno.errors.AlreadyExists,
+  Deno.errors.FilesystemLoop,
+  Deno.errors.Busy,
+];
+
+function isRuntimeError(e: unknown): e is Error {
+  return RUNTIME_ERRORS.some((c) => e instanceof c);
+}
+
+/**
+ * The path a runtime error is about. Deno puts it only in the text
+ * (`…: readdir '/etc/passwd'`); it is read from there to name it, never to
+ * classify the error.
+ */
+function pathOf(e: Error): string {
+  return /'([^']+)'$/.exec(e.message)?.[1] ?? "a file";
 }
 
 /** Run `fn`; rethrow control failures as {@linkcode CliError}s worded for `ctx`. */

@@ -140,7 +140,7 @@ export function planForCli(
     return planRestore(sessions, id, options);
   } catch (e) {
     if (!(e instanceof RestoreError)) throw e;
-    throw new CliError(refusalAdvice(e, sessions, id, options.device), EXIT_FAILED);
+    throw new CliError(refusalAdvice(e, sessions, id, options.device), EXIT_FAILED, { cause: e });
   }
 }
 

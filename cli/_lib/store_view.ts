@@ -5,8 +5,9 @@
  * @module
  */
 
-import { CliError, EXIT_FAILED, EXIT_PERMISSION } from "./errors.ts";
+import { CliError, EXIT_FAILED, EXIT_PERMISSION, fromRestoreError } from "./errors.ts";
 import { formatProblem, RestoreError } from "../../lib/errors.ts";
+import { errnoOf } from "../../lib/io_error.ts";
 import { listSessions, readSession, type Session, sortedOrder } from "../../lib/store.ts";
 import * as control from "../../ffi/control.ts";
 import { isoFromNs } from "./units.ts";
@@ -24,15 +25,9 @@ export function liveSessionIds(): Set<string> | undefined {
   }
 }
 
-/** A RestoreError from the store reader as a CliError. */
+/** A RestoreError from the store reader or the restorer as a CliError (code and problems kept). */
 export function storeError(e: unknown): unknown {
-  if (e instanceof RestoreError && e.code === "not-found" && e.message.startsWith("store ")) {
-    return new CliError(`${e.message}: give the store root with --store DIR`, EXIT_FAILED);
-  }
-  if (e instanceof RestoreError) {
-    return new CliError(e.message, e.code === "permission" ? EXIT_PERMISSION : EXIT_FAILED);
-  }
-  return e;
+  return e instanceof RestoreError ? fromRestoreError(e) : e;
 }
 
 /** Every session in the store, oldest first. */
@@ -43,6 +38,11 @@ export async function readStore(
   try {
     return await listSessions(root, { liveSessions: live });
   } catch (e) {
+    // Listing fails only on the root itself: when it is not there or not a
+    // directory, the likely fix is another root.
+    if (e instanceof RestoreError && (e.code === "not-found" || e.errno === "ENOTDIR")) {
+      throw fromRestoreError(e, `${e.message}: give the store root with --store DIR`);
+    }
     throw storeError(e);
   }
 }
@@ -58,10 +58,13 @@ export async function readOneSession(root: string, idOrDir: string): Promise<Ses
       throw new CliError(
         `no session ${idOrDir} in ${root}: \`bdsnap sessions\` lists them`,
         EXIT_FAILED,
+        { code: "not-found", errno: "ENOENT" },
       );
     }
     if (e instanceof Deno.errors.PermissionDenied) {
-      throw new CliError(`cannot read ${dir}: permission denied (run as root)`, EXIT_PERMISSION);
+      throw new CliError(`cannot read ${dir}: permission denied (run as root)`, EXIT_PERMISSION, {
+        errno: errnoOf(e),
+      });
     }
     throw e;
   }

@@ -8,8 +8,9 @@
 
 import { type Command, InvalidArgumentError } from "./_lib/commander.ts";
 import { CliError, EXIT_PERMISSION } from "./_lib/errors.ts";
-import { globals, note, storeRoot } from "./_lib/context.ts";
-import { printJsonLine, println } from "./_lib/io.ts";
+import { globals, storeRoot } from "./_lib/context.ts";
+import { eprintln, println } from "./_lib/io.ts";
+import { isJournalStream, journalLine, PRIORITY, type Priority } from "./_lib/journal.ts";
 import { formatBytes, formatLocalTime } from "./_lib/units.ts";
 import { type DeviceJson, deviceJson, devNumber, errorText, stateName } from "./_lib/devices.ts";
 import { isErrno } from "./_lib/explain.ts";
@@ -171,6 +172,40 @@ export function eventLine(e: WatchEvent): string {
   }
 }
 
+/**
+ * The journal priority of an event: a failed session is an error, a session
+ * that ended without closing (interrupted, state unknown) or the module
+ * going away a warning, (de)activations a notice, mounts and unmounts info.
+ */
+export function eventPriority(e: WatchEvent): Priority {
+  switch (e.event) {
+    case "session-failed":
+      return PRIORITY.err;
+    case "session-end":
+      return e.state === "failed"
+        ? PRIORITY.err
+        : e.state === "closed" && e.error === null
+        ? PRIORITY.info
+        : PRIORITY.warning;
+    case "module-unloaded":
+      return PRIORITY.warning;
+    case "activated":
+    case "deactivated":
+    case "module-loaded":
+      return PRIORITY.notice;
+    default:
+      return PRIORITY.info;
+  }
+}
+
+/**
+ * How `watch` writes an event: one JSON object or one human line, with the
+ * journal priority in front when stdout is the journal (`journal`).
+ */
+export function formatEvent(e: WatchEvent, json: boolean, journal: boolean): string {
+  return journalLine(json ? JSON.stringify(e) : eventLine(e), eventPriority(e), journal);
+}
+
 /** The device list, or null when the module is not loaded; exit 3 when not permitted. */
 function listDevices(): control.DeviceInfo[] | null {
   if (!control.isLoaded()) return null;
@@ -248,7 +283,8 @@ export function register(program: Command): void {
     .action(async (o: { interval: number }, cmd: Command) => {
       const opts = globals(cmd);
       const root = storeRoot(opts).root;
-      const emit = (e: WatchEvent) => (opts.json ? printJsonLine(e) : println(eventLine(e)));
+      const journal = { out: isJournalStream(1), err: isJournalStream(2) };
+      const emit = (e: WatchEvent) => println(formatEvent(e, opts.json, journal.out));
       const ac = new AbortController();
       const stop = () => ac.abort();
       const signals: Deno.Signal[] = ["SIGTERM", "SIGINT"];
@@ -264,7 +300,10 @@ export function register(program: Command): void {
             start.module_loaded = devices !== null;
             start.devices = (devices ?? []).map(deviceJson);
             if (opts.json) emit(start);
-            else note(opts, eventLine(start).replace(/^\S+ \S+ {2}/, ""));
+            else if (!opts.quiet) {
+              const line = `bdsnap: ${eventLine(start).replace(/^\S+ \S+ {2}/, "")}`;
+              eprintln(journalLine(line, PRIORITY.info, journal.err));
+            }
             // sessions already open when we start are reported as starting now
             for (const e of events) if (e.event === "session-start") emit(e);
             continue;

@@ -35,13 +35,17 @@ export async function listsDir(): Promise<string> {
   return m ? m[1].replace(/\/$/, "") : "/var/lib/apt/lists";
 }
 
-/** Age in ms of the newest Release file in apt's lists; Infinity when there are none. */
-export async function listsAge(now = Date.now()): Promise<number> {
+/**
+ * Age in ms of the newest Release file in a lists directory (apt's own when
+ * not given); Infinity when there are none.
+ */
+export async function listsAge(dir?: string, now = Date.now()): Promise<number> {
+  const lists = dir ?? await listsDir();
   let newest = 0;
   try {
-    for await (const e of Deno.readDir(await listsDir())) {
+    for await (const e of Deno.readDir(lists)) {
       if (!/_(In)?Release$/.test(e.name)) continue;
-      const st = await Deno.stat(`${await listsDir()}/${e.name}`);
+      const st = await Deno.stat(`${lists}/${e.name}`);
       newest = Math.max(newest, st.mtime?.getTime() ?? 0);
     }
   } catch {

@@ -5,11 +5,27 @@
  * @module
  */
 import type { Kernel } from "./kernels.ts";
-import { runChecked } from "./_process.ts";
+import { run, runChecked } from "./_process.ts";
 import { REPO } from "./paths.ts";
 
 /** Modules the root filesystem needs, with their dependencies resolved by modprobe. */
 const ROOT_MODULES = ["virtio_pci", "virtio_blk", "9pnet_virtio", "9p", "overlay"];
+/**
+ * Their config symbols: Debian's 7.x packages ship no modules.builtin, so a
+ * module modprobe cannot find is looked up in the kernel's .config.
+ */
+const CONFIG: Record<string, string> = {
+  virtio_pci: "VIRTIO_PCI",
+  virtio_blk: "VIRTIO_BLK",
+  "9pnet_virtio": "NET_9P_VIRTIO",
+  "9p": "9P_FS",
+  overlay: "OVERLAY_FS",
+};
+
+async function builtIn(k: Kernel, module: string): Promise<boolean> {
+  const config = await Deno.readTextFile(`${k.headers}/.config`).catch(() => "");
+  return config.split("\n").includes(`CONFIG_${CONFIG[module]}=y`);
+}
 
 /** Path of the kernel's initramfs, building it when missing or stale. */
 export async function ensureInitramfs(k: Kernel): Promise<string> {
@@ -32,15 +48,12 @@ export async function ensureInitramfs(k: Kernel): Promise<string> {
 
     const order: string[] = [];
     for (const m of ROOT_MODULES) {
-      const out = await runChecked("modprobe", [
-        "-d",
-        k.root,
-        "-S",
-        k.release,
-        "--show-depends",
-        m,
-      ]);
-      for (const line of out.split("\n")) {
+      const r = await run("modprobe", ["-d", k.root, "-S", k.release, "--show-depends", m]);
+      if (r.code !== 0 && await builtIn(k, m)) continue;
+      if (r.code !== 0) {
+        throw new Error(`modprobe --show-depends ${m} for ${k.release} failed: ${r.stderr.trim()}`);
+      }
+      for (const line of r.stdout.split("\n")) {
         const path = /^insmod (\S+)/.exec(line)?.[1];
         if (!path) continue; // "builtin X"
         const name = path.split("/").pop()!.replace(/\.(xz|zst|gz)$/, "");

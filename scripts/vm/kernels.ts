@@ -1,18 +1,30 @@
 /**
- * Debian kernels for the VM: image, modules and headers of the 6.1 and 6.12
- * series, downloaded with `apt-get download` and unpacked with `dpkg -x` into
- * the machine's download cache (paths.ts), once per exact version. Nothing
- * is installed into the host's /boot or /lib/modules.
+ * Debian kernels for the VM: image, modules and headers, downloaded with
+ * `apt-get download` and unpacked with `dpkg -x` into the machine's download
+ * cache (paths.ts), once per exact version. Nothing is installed into the
+ * host's /boot or /lib/modules.
+ *
+ * 6.1 and 6.12 come from the host's own apt (Debian 12 and its security
+ * suite); 6.12-rt and newest from trixie, trixie-backports and sid through a
+ * private apt state (debian_releases.ts).
  * @module
  */
 import { provisionDebugKernel } from "./debug_kernel.ts";
-import { aptLookup } from "./apt.ts";
+import { AptError, aptLookup } from "./apt.ts";
+import { privateAptEnv } from "./debian_releases.ts";
 import { log, run, runChecked } from "./_process.ts";
 import { cacheDir, downloadCacheDir } from "./paths.ts";
 
 /** The Debian kernel series we test on by default. */
 export const SERIES = ["6.1", "6.12"] as const;
-type DebianSeries = typeof SERIES[number];
+/**
+ * Series that boot (`deno task vm --kernel NAME --no-build`) but are not in
+ * the default matrix yet: their kbuild tools need a newer glibc than our
+ * Debian 12 hosts have, so the module must be built in a chroot of the
+ * kernel's own release, which the harness does not do yet.
+ */
+export const EXTRA_SERIES = ["6.12-rt", "newest"] as const;
+type DebianSeries = typeof SERIES[number] | typeof EXTRA_SERIES[number];
 /**
  * A kernel `--kernel` accepts: a Debian series, or "debug", our own build of
  * Debian's kernel source with KASAN, lockdep and friends (debug_kernel.ts).
@@ -46,16 +58,30 @@ export interface Kernel {
   append?: string;
 }
 
-/** Package-name pattern of the unsigned image per series; the ABI name is group 1. */
-const IMAGE_PATTERN: Record<DebianSeries, RegExp> = {
-  "6.1": /^linux-image-(6\.1\.0-\d+-amd64)-unsigned$/,
-  "6.12": /^linux-image-(6\.12\.\d+\+deb12-amd64)-unsigned$/,
+/**
+ * Package-name pattern of the image per series (the ABI name is group 1),
+ * and whether it comes from the private apt state of newer releases.
+ * `newest` is the highest 7.x or later of trixie-backports and sid, found
+ * afresh at each provisioning.
+ */
+const IMAGE: Record<DebianSeries, { pattern: RegExp; next: boolean }> = {
+  "6.1": { pattern: /^linux-image-(6\.1\.0-\d+-amd64)-unsigned$/, next: false },
+  "6.12": { pattern: /^linux-image-(6\.12\.\d+\+deb12-amd64)-unsigned$/, next: false },
+  "6.12-rt": {
+    pattern: /^linux-image-(6\.12\.\d+\+deb13(?:\.\d+)?-rt-amd64)-unsigned$/,
+    next: true,
+  },
+  "newest": {
+    pattern: /^linux-image-((?:[7-9]|\d\d)\.\d+\.\d+\+deb\d+(?:\.\d+)?-amd64)(?:-unsigned)?$/,
+    next: true,
+  },
 };
 
-/** Parse `--kernel` values: "6.1", "6.12" or "debug". */
+/** Parse `--kernel` values: a series of SERIES or EXTRA_SERIES, or "debug". */
 export function parseSeries(value: string): Series {
-  if ((SERIES as readonly string[]).includes(value) || value === "debug") return value as Series;
-  throw new Error(`unknown kernel series '${value}': use one of ${SERIES.join(", ")}, debug`);
+  const known: readonly string[] = [...SERIES, ...EXTRA_SERIES, "debug"];
+  if (known.includes(value)) return value as Series;
+  throw new Error(`unknown kernel series '${value}': use one of ${known.join(", ")}`);
 }
 
 function kernelJson(series: Series): string {
@@ -74,12 +100,25 @@ export async function provisionKernel(series: Series, refresh = false): Promise<
       // not cached yet
     }
   }
-  const release = await newestRelease(series);
-  const packageVersion = await candidateVersion(`linux-image-${release}-unsigned`);
-  const k = await unpackedKernel(series, release, packageVersion);
+  const apt = await aptSource(series, refresh);
+  const { release, image } = await newestRelease(series, apt);
+  const packageVersion = await candidateVersion(image, apt);
+  const k = await unpackedKernel(series, release, image, packageVersion, apt);
   await Deno.mkdir(`${cacheDir()}/kernels`, { recursive: true });
   await Deno.writeTextFile(kernelJson(series), JSON.stringify(k, null, 2) + "\n");
   return k;
+}
+
+/** Which apt a series comes from: the environment apt-get and apt-cache run with. */
+interface AptSource {
+  env: Record<string, string>;
+  /** The host's apt, which aptLookup refreshes when stale. */
+  host: boolean;
+}
+
+async function aptSource(series: DebianSeries, refresh: boolean): Promise<AptSource> {
+  if (!IMAGE[series].next) return { env: {}, host: true };
+  return { env: await privateAptEnv(refresh), host: false };
 }
 
 /**
@@ -91,7 +130,9 @@ export async function provisionKernel(series: Series, refresh = false): Promise<
 async function unpackedKernel(
   series: DebianSeries,
   release: string,
+  image: string,
   packageVersion: string,
+  apt: AptSource,
 ): Promise<Kernel> {
   const root = `${downloadCacheDir()}/kernels/${release}_${packageVersion}`;
   const k: Kernel = {
@@ -103,8 +144,11 @@ async function unpackedKernel(
     headers: `${root}/usr/src/linux-headers-${release}`,
     modules: `${root}/lib/modules/${release}`,
   };
+  // Since 7.x (merged /usr) the kernel lies beside its modules.
+  const atModules = `${k.modules}/vmlinuz`;
   try {
     await Deno.stat(`${root}/.complete`);
+    if (await exists(atModules)) k.vmlinuz = atModules;
     return k;
   } catch {
     // not on this machine yet
@@ -118,16 +162,17 @@ async function unpackedKernel(
     await Deno.mkdir(debs);
     await Deno.mkdir(tree);
     const headersArch = `linux-headers-${release}`;
-    const deps = await packageDepends(headersArch);
-    const wanted = [
-      `linux-image-${release}-unsigned=${packageVersion}`,
-      headersArch,
-      ...deps.filter((d) => d.startsWith("linux-headers-") || d.startsWith("linux-kbuild-")),
-    ];
-    await runChecked("apt-get", ["download", ...wanted], { cwd: debs });
+    const kbuild = (await packageDepends(headersArch, apt))
+      .filter((d) => d.startsWith("linux-headers-") || d.startsWith("linux-kbuild-"));
+    // Since 7.x the image is a shell: the kernel and its modules are packages of their own.
+    const parts = await kernelParts(image, release, apt);
+    const wanted = [`${image}=${packageVersion}`, ...parts, headersArch, ...kbuild];
+    await runChecked("apt-get", ["download", ...wanted], { cwd: debs, env: apt.env });
     for await (const e of Deno.readDir(debs)) {
       if (e.name.endsWith(".deb")) await runChecked("dpkg", ["-x", `${debs}/${e.name}`, tree]);
     }
+    // Releases after bookworm ship merged /usr: modules under usr/lib/modules.
+    await Deno.symlink("usr/lib", `${tree}/lib`).catch(() => {});
     // Debian's arch Makefile includes the common tree by absolute path; point it at ours.
     const mk = `${tree}/usr/src/linux-headers-${release}/Makefile`;
     await Deno.writeTextFile(
@@ -141,47 +186,77 @@ async function unpackedKernel(
   } finally {
     await Deno.remove(tmp, { recursive: true }).catch(() => {});
   }
+  if (await exists(atModules)) k.vmlinuz = atModules;
   return k;
 }
 
+async function exists(path: string): Promise<boolean> {
+  return await Deno.stat(path).then(() => true, () => false);
+}
+
+/** The packages of a kernel that depend on each other by release: image → binary → modules. */
+async function kernelParts(image: string, release: string, apt: AptSource): Promise<string[]> {
+  const parts = new Set<string>();
+  const todo = [image];
+  for (let p = todo.pop(); p; p = todo.pop()) {
+    for (const d of await packageDepends(p, apt)) {
+      if (d.endsWith(`-${release}`) && /^linux-(binary|modules)-/.test(d) && !parts.has(d)) {
+        parts.add(d);
+        todo.push(d);
+      }
+    }
+  }
+  return [...parts];
+}
+
 /** The version apt would download of a package. */
-async function candidateVersion(pkg: string): Promise<string> {
-  const r = await run("apt-cache", ["policy", pkg]);
+async function candidateVersion(pkg: string, apt: AptSource): Promise<string> {
+  const r = await run("apt-cache", ["policy", pkg], { env: apt.env });
   const version = /Candidate:\s*(\S+)/.exec(r.stdout)?.[1];
   if (!version || version === "(none)") throw new Error(`apt has no candidate for ${pkg}`);
   return version;
 }
 
 /**
- * Newest ABI of the series whose image, headers and kbuild are all available.
- * Stale lists still list old 6.1 images but lack bookworm-security's 6.12:
- * aptLookup refreshes lists older than a day, and again when nothing is found.
+ * Newest ABI of the series whose image, headers and kbuild are all
+ * available, and its image package (the unsigned one where there is one).
+ * Stale host lists still list old 6.1 images but lack bookworm-security's
+ * 6.12: aptLookup refreshes lists older than a day, and again when nothing
+ * is found. The private lists of newer releases are refreshed daily.
  */
-async function newestRelease(series: DebianSeries): Promise<string> {
-  return await aptLookup(
-    `a Debian ${series} kernel (${IMAGE_PATTERN[series].source})`,
-    async () => {
-      const releases = (await searchNames("^linux-image-6\\."))
-        .map((n) => IMAGE_PATTERN[series].exec(n)?.[1])
-        .filter((r): r is string => r !== undefined)
-        .sort(compareVersions)
-        .reverse();
-      for (const release of releases) {
-        const deps = await packageDepends(`linux-headers-${release}`);
-        if (deps.some((d) => d.startsWith("linux-kbuild-"))) return release;
-      }
-      return null;
-    },
-  );
+async function newestRelease(
+  series: DebianSeries,
+  apt: AptSource,
+): Promise<{ release: string; image: string }> {
+  const { pattern } = IMAGE[series];
+  const find = async () => {
+    const names = await searchNames("^linux-image-[0-9]", apt);
+    const releases = [...new Set(names.map((n) => pattern.exec(n)?.[1]))]
+      .filter((r): r is string => r !== undefined)
+      .sort(compareVersions)
+      .reverse();
+    for (const release of releases) {
+      const deps = await packageDepends(`linux-headers-${release}`, apt);
+      if (!deps.some((d) => d.startsWith("linux-kbuild-"))) continue;
+      const unsigned = `linux-image-${release}-unsigned`;
+      return { release, image: names.includes(unsigned) ? unsigned : `linux-image-${release}` };
+    }
+    return null;
+  };
+  const what = `a Debian ${series} kernel (${pattern.source})`;
+  if (apt.host) return await aptLookup(what, find);
+  const found = await find();
+  if (!found) throw new AptError(`${what} is not in the lists of trixie, trixie-backports and sid`);
+  return found;
 }
 
-async function searchNames(pattern: string): Promise<string[]> {
-  const r = await run("apt-cache", ["search", "--names-only", pattern]);
+async function searchNames(pattern: string, apt: AptSource): Promise<string[]> {
+  const r = await run("apt-cache", ["search", "--names-only", pattern], { env: apt.env });
   return r.stdout.split("\n").map((l) => l.split(" ")[0]).filter(Boolean);
 }
 
-async function packageDepends(pkg: string): Promise<string[]> {
-  const r = await run("apt-cache", ["depends", pkg]);
+async function packageDepends(pkg: string, apt: AptSource): Promise<string[]> {
+  const r = await run("apt-cache", ["depends", pkg], { env: apt.env });
   if (r.code !== 0) return [];
   return r.stdout.split("\n")
     .map((l) => /^\s*\|?Depends:\s*(\S+)/.exec(l)?.[1])

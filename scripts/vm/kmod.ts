@@ -5,8 +5,19 @@
  * @module
  */
 import type { Kernel } from "./kernels.ts";
-import { log, run } from "./_process.ts";
+import { haveCommand, log, run } from "./_process.ts";
 import { cacheDir, REPO } from "./paths.ts";
+
+/**
+ * The compiler the kernel was built with (CONFIG_CC_VERSION_TEXT's command),
+ * when this host lacks it. Kbuild would only fail with "not found" deep in
+ * the probes; say what is missing instead.
+ */
+async function missingCompiler(k: Kernel): Promise<string | null> {
+  const config = await Deno.readTextFile(`${k.headers}/.config`).catch(() => "");
+  const cc = /^CONFIG_CC_VERSION_TEXT="(\S+)/m.exec(config)?.[1];
+  return cc && !(await haveCommand(cc)) ? cc : null;
+}
 
 /** Build a module source directory for a kernel; returns the build directory. */
 export async function buildModuleDir(
@@ -14,6 +25,14 @@ export async function buildModuleDir(
   srcDir: string,
   buildDir: string,
 ): Promise<string> {
+  const cc = await missingCompiler(k);
+  if (cc) {
+    throw new Error(
+      `module build for ${k.release}: the kernel was built with ${cc}, which this host lacks. ` +
+        `Modules for kernels of newer Debian releases must be built in a chroot of that ` +
+        `release, which the harness does not do yet; boot it with --no-build.`,
+    );
+  }
   await syncTree(srcDir, buildDir);
   const r = await run("make", [
     "-C",

@@ -1,5 +1,5 @@
 /**
- * `deno task vm --kernel 6.1|6.12|debug [--disks N --disk-size S] -- <command>`
+ * `deno task vm --kernel 6.1|6.12|6.12-rt|newest|debug [--disks N --disk-size S] -- <command>`
  *
  * Provisions the kernel, builds kmod/ for it, boots it under QEMU and runs
  * the command in the guest. Exits with the command's status, or 1 when the
@@ -12,10 +12,12 @@ import { parseSeries, provisionKernel } from "./kernels.ts";
 import { buildKmod } from "./kmod.ts";
 import { parseSize, runVm } from "./qemu.ts";
 
-const USAGE = `usage: deno task vm --kernel 6.1|6.12|debug [options] -- <command…>
+const USAGE = `usage: deno task vm --kernel 6.1|6.12|6.12-rt|newest|debug [options] -- <command…>
 
 options:
   --kernel SERIES     Debian kernel series to boot: 6.1 or 6.12 (default 6.12),
+                      6.12-rt (Debian 13's PREEMPT_RT), newest (the highest 7.x of
+                      trixie-backports and sid; these two need --no-build for now),
                       or debug: Debian's 6.12 source built with KASAN, lockdep…
   --disks N           test disks, /dev/vd* listed in $BDSNAP_TEST_DISKS (default 2)
   --disk-size S       size of each test disk, e.g. 512M, 2G (default 1G)

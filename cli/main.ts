@@ -1,15 +1,16 @@
 #!/usr/bin/env -S deno run -A
 /**
  * `bdsnap`: the command-line entry point. Builds the command tree, runs it,
- * and turns every failure into one line on stderr and an exit code
- * (cli/_lib/errors.ts; docs/CLI.md). `BDSNAP_DEBUG=1` adds stack traces.
+ * and turns every failure into one line on stderr and an exit code, with
+ * `--json` also an error object on stdout (cli/_lib/errors.ts; docs/CLI.md,
+ * "Scripting contract"). `BDSNAP_DEBUG=1` adds stack traces.
  * @module
  */
 
 import { Command, CommanderError, Option } from "./_lib/commander.ts";
-import { type CliError, EXIT_FAILED, EXIT_OK, EXIT_USAGE } from "./_lib/errors.ts";
+import { CliError, errorJson, EXIT_FAILED, EXIT_OK, EXIT_PIPE, EXIT_USAGE } from "./_lib/errors.ts";
 import { toCliError } from "./_lib/explain.ts";
-import { eprintln, io } from "./_lib/io.ts";
+import { eprintln, io, isStdoutClosed, printJsonLine, StdoutClosedError } from "./_lib/io.ts";
 
 import * as setup from "./setup.ts";
 import * as load from "./load.ts";
@@ -80,26 +81,63 @@ function debugging(): boolean {
 }
 
 /**
- * Print what went wrong as one line on stderr (with the stack trace only when
- * BDSNAP_DEBUG=1) and return the exit code for it.
+ * Was `--json` given? Read from the arguments themselves (up to `--`), since
+ * a usage error can stop commander before it has parsed the options.
  */
-export function reportError(e: unknown): number {
+export function wantsJson(args: readonly string[]): boolean {
+  const end = args.indexOf("--");
+  return (end < 0 ? args : args.slice(0, end)).includes("--json");
+}
+
+/** The failure behind a commander exit, or `null` when it is none (help, version). */
+function usageError(e: CommanderError): CliError | null {
+  if (e.code === "commander.helpDisplayed" || e.code === "commander.version") return null;
+  if (e.code === "commander.help") {
+    return e.exitCode === 0 ? null : new CliError("a command is needed: `bdsnap help`", EXIT_USAGE);
+  }
+  return new CliError(e.message.replace(/^error: /, ""), EXIT_USAGE);
+}
+
+/**
+ * Print what went wrong as one line on stderr (with the stack trace only when
+ * BDSNAP_DEBUG=1), with `json` also as an error object on stdout, and return
+ * the exit code for it. A closed stdout ends quietly with {@linkcode EXIT_PIPE}.
+ */
+export function reportError(e: unknown, json = false): number {
+  if (e instanceof StdoutClosedError || isStdoutClosed()) return EXIT_PIPE;
+  try {
+    return report(e, json);
+  } catch (e2) {
+    if (e2 instanceof StdoutClosedError) return EXIT_PIPE;
+    // stderr is closed too: nothing can be said, the exit code still can
+    if (e2 instanceof Deno.errors.BrokenPipe) return EXIT_FAILED;
+    throw e2;
+  }
+}
+
+function report(e: unknown, json: boolean): number {
   if (e instanceof CommanderError) {
     // commander has printed the help, the version or the usage error already
-    if (e.code === "commander.helpDisplayed" || e.code === "commander.version") return EXIT_OK;
-    if (e.code === "commander.help") return e.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
-    return EXIT_USAGE;
+    const ce = usageError(e);
+    if (ce === null) return EXIT_OK;
+    if (json) printJsonLine(errorJson(ce));
+    return ce.exitCode;
   }
   const ce: CliError | null = toCliError(e);
   if (ce) {
-    if (ce.message !== "") eprintln(`bdsnap: ${ce.message}`); // "" = already reported
+    if (ce.message !== "") { // "" = already reported, JSON included
+      eprintln(`bdsnap: ${ce.message}`);
+      if (json) printJsonLine(errorJson(ce));
+    }
     if (debugging() && e instanceof Error && e.stack) eprintln(e.stack);
     return ce.exitCode;
   }
   const err = e instanceof Error ? e : new Error(String(e));
-  eprintln(`bdsnap: internal error: ${err.message}`);
+  const message = `internal error: ${err.message}`;
+  eprintln(`bdsnap: ${message}`);
   if (debugging()) eprintln(err.stack ?? "");
   else eprintln("bdsnap: (set BDSNAP_DEBUG=1 to see where)");
+  if (json) printJsonLine(errorJson({ code: "internal", errno: null, message, problems: [] }));
   return EXIT_FAILED;
 }
 
@@ -107,9 +145,10 @@ export function reportError(e: unknown): number {
 export async function main(args: string[]): Promise<number> {
   try {
     await buildProgram().parseAsync(args, { from: "user" });
-    return EXIT_OK;
+    // A command that caught the closed stdout still ends as SIGPIPE would have.
+    return isStdoutClosed() ? EXIT_PIPE : EXIT_OK;
   } catch (e) {
-    return reportError(e);
+    return reportError(e, wantsJson(args));
   }
 }
 

@@ -102,3 +102,40 @@ export function fromRestoreError(e: RestoreError, message: string = e.message): 
     cause: e,
   });
 }
+
+/** A problem in the JSON error object: every key present, `null` when unknown. */
+export interface ProblemJson {
+  session: string | null;
+  file: string | null;
+  offset: number | null;
+  message: string;
+}
+
+/** The JSON error object `--json` prints on stdout for a failure (docs/CLI.md). */
+export interface ErrorJson {
+  error: {
+    code: ErrorCode;
+    errno: string | null;
+    message: string;
+    problems: ProblemJson[];
+  };
+}
+
+/** A failure as the JSON error object. */
+export function errorJson(
+  e: Pick<CliError, "code" | "errno" | "message" | "problems">,
+): ErrorJson {
+  return {
+    error: {
+      code: e.code,
+      errno: e.errno,
+      message: e.message,
+      problems: e.problems.map((p) => ({
+        session: p.session ?? null,
+        file: p.file ?? null,
+        offset: p.offset ?? null,
+        message: p.message,
+      })),
+    },
+  };
+}

@@ -1,6 +1,7 @@
 /**
  * Where the CLI writes. Every command prints through {@linkcode io}, so tests
- * can run commands in-process and capture what they print.
+ * can run commands in-process and capture what they print, and a closed
+ * standard output ends the command in one place.
  * @module
  */
 
@@ -14,14 +15,44 @@ export interface Io {
   err(text: string): void;
 }
 
+/**
+ * Standard output's reader went away (EPIPE: `bdsnap … | head`). Thrown by
+ * every write to it from then on, so the command ends at once; main exits
+ * quietly with status 141 (`EXIT_PIPE`), as a tool killed by SIGPIPE would.
+ */
+export class StdoutClosedError extends Error {
+  constructor() {
+    super("standard output was closed");
+    this.name = "StdoutClosedError";
+  }
+}
+
+let stdoutClosed = false;
+
+/** Has a write to standard output found its reader gone? */
+export function isStdoutClosed(): boolean {
+  return stdoutClosed;
+}
+
 function writeAll(file: { writeSync(p: Uint8Array): number }, text: string): void {
   const bytes = encoder.encode(text);
   for (let off = 0; off < bytes.length;) off += file.writeSync(bytes.subarray(off));
 }
 
+function writeOut(text: string): void {
+  if (stdoutClosed) throw new StdoutClosedError();
+  try {
+    writeAll(Deno.stdout, text);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.BrokenPipe)) throw e;
+    stdoutClosed = true;
+    throw new StdoutClosedError();
+  }
+}
+
 /** The process's real streams. */
 export const stdio: Io = {
-  out: (text) => writeAll(Deno.stdout, text),
+  out: writeOut,
   err: (text) => writeAll(Deno.stderr, text),
 };
 

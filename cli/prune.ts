@@ -10,7 +10,9 @@
 
 import { type Command, InvalidArgumentError, Option } from "./_lib/commander.ts";
 import { CliError, EXIT_FAILED, EXIT_PERMISSION, EXIT_USAGE } from "./_lib/errors.ts";
-import { globals, storeRoot } from "./_lib/context.ts";
+import { type GlobalOptions, globals, storeRoot } from "./_lib/context.ts";
+import { absolutePath } from "./_lib/activation.ts";
+import { audited, type AuditRecord } from "./_lib/audit.ts";
 import { printJson, println } from "./_lib/io.ts";
 import { formatBytes, parseDuration, parseSize } from "./_lib/units.ts";
 import { liveSessionIds, readStore, sessionDevice } from "./_lib/store_view.ts";
@@ -72,7 +74,8 @@ async function removeSession(s: Session, removedBefore: number): Promise<void> {
   }
 }
 
-interface PruneOptions {
+/** The options of `prune`. */
+export interface PruneOptions {
   keep?: number;
   olderThan?: number;
   maxSize?: number;
@@ -111,57 +114,75 @@ export function register(program: Command): void {
         "is a floor (N restore points stay whatever they select).",
     )
     .action(async (dev: string | undefined, o: PruneOptions, cmd: Command) => {
-      const opts = globals(cmd);
-      if (o.keep === undefined && o.olderThan === undefined && o.maxSize === undefined) {
-        throw new CliError(
-          "say what to prune: --keep N, --older-than DURATION or --max-size SIZE",
-          EXIT_USAGE,
-        );
-      }
-      const policy: RetentionPolicy = {
-        keep: o.keep,
-        olderThanMs: o.olderThan,
-        maxBytes: o.maxSize,
-      };
-      const root = storeRoot(opts).root;
-      const live = liveSessionIds();
-      const all = await readStore(root, live);
-      const only = dev === undefined
-        ? undefined
-        : new Set((await sessionsOfDevice(all, dev)).map((s) => s.id));
-      // Measured only when needed: a store can hold many sessions.
-      const sizes = o.maxSize !== undefined ? await measure(all) : null;
-      const plan = planRetention(all, policy, {
-        live,
-        bytesOf: sizes ? (s) => sizes.get(s.id) ?? 0 : undefined,
-      }, only);
-      const removedSizes = sizes ?? await measure(plan.remove);
-      const human = !opts.json && !opts.quiet;
-      const removed: Array<{ id: string; device: string; bytes: number }> = [];
-      let freed = 0;
-      for (const s of plan.remove) {
-        const bytes = removedSizes.get(s.id) ?? 0;
-        if (!o.dryRun) await removeSession(s, removed.length);
-        removed.push({ id: s.id, device: sessionDevice(s), bytes });
-        freed += bytes;
-        if (human) {
-          println(`${o.dryRun ? "would remove" : "removed"} ${s.id} (${formatBytes(bytes)})`);
-        }
-      }
-      const kept = plan.keep.map((k) => ({
-        id: k.session.id,
-        device: sessionDevice(k.session),
-        reason: k.reason,
-        detail: k.detail,
-      }));
-      if (opts.json) {
-        printJson({ store: root, dry_run: Boolean(o.dryRun), removed, kept, freed_bytes: freed });
-      } else if (!opts.quiet) {
-        for (const k of kept) println(`kept ${k.id}: ${k.reason} (${k.detail})`);
-        println(
-          `${o.dryRun ? "would free" : "freed"} ${formatBytes(freed)} ` +
-            `(${removed.length} removed, ${kept.length} kept)`,
-        );
-      }
+      // A dry run changes nothing, so it leaves no audit line.
+      if (o.dryRun) return await runPrune(dev, o, globals(cmd));
+      const rec: AuditRecord = { command: "prune", device: dev && absolutePath(dev), removed: [] };
+      await audited(rec, () => runPrune(dev, o, globals(cmd), rec));
     });
+}
+
+/**
+ * Carry out `prune` (exported for tests), recording in `audit` each session
+ * as it is removed.
+ */
+export async function runPrune(
+  dev: string | undefined,
+  o: PruneOptions,
+  opts: GlobalOptions,
+  audit: AuditRecord = { command: "prune" },
+): Promise<void> {
+  if (o.keep === undefined && o.olderThan === undefined && o.maxSize === undefined) {
+    throw new CliError(
+      "say what to prune: --keep N, --older-than DURATION or --max-size SIZE",
+      EXIT_USAGE,
+    );
+  }
+  const policy: RetentionPolicy = {
+    keep: o.keep,
+    olderThanMs: o.olderThan,
+    maxBytes: o.maxSize,
+  };
+  const root = storeRoot(opts).root;
+  const live = liveSessionIds();
+  const all = await readStore(root, live);
+  const only = dev === undefined
+    ? undefined
+    : new Set((await sessionsOfDevice(all, dev)).map((s) => s.id));
+  // Measured only when needed: a store can hold many sessions.
+  const sizes = o.maxSize !== undefined ? await measure(all) : null;
+  const plan = planRetention(all, policy, {
+    live,
+    bytesOf: sizes ? (s) => sizes.get(s.id) ?? 0 : undefined,
+  }, only);
+  const removedSizes = sizes ?? await measure(plan.remove);
+  const human = !opts.json && !opts.quiet;
+  const removed: Array<{ id: string; device: string; bytes: number }> = [];
+  let freed = 0;
+  for (const s of plan.remove) {
+    const bytes = removedSizes.get(s.id) ?? 0;
+    if (!o.dryRun) {
+      await removeSession(s, removed.length);
+      audit.removed?.push(s.id);
+    }
+    removed.push({ id: s.id, device: sessionDevice(s), bytes });
+    freed += bytes;
+    if (human) {
+      println(`${o.dryRun ? "would remove" : "removed"} ${s.id} (${formatBytes(bytes)})`);
+    }
+  }
+  const kept = plan.keep.map((k) => ({
+    id: k.session.id,
+    device: sessionDevice(k.session),
+    reason: k.reason,
+    detail: k.detail,
+  }));
+  if (opts.json) {
+    printJson({ store: root, dry_run: Boolean(o.dryRun), removed, kept, freed_bytes: freed });
+  } else if (!opts.quiet) {
+    for (const k of kept) println(`kept ${k.id}: ${k.reason} (${k.detail})`);
+    println(
+      `${o.dryRun ? "would free" : "freed"} ${formatBytes(freed)} ` +
+        `(${removed.length} removed, ${kept.length} kept)`,
+    );
+  }
 }

@@ -19,6 +19,7 @@ import { input, isPromptCancel, select } from "./_lib/prompts.ts";
 import { progressBar, progressWanted } from "./_lib/progress.ts";
 import { absolutePath } from "./_lib/activation.ts";
 import { readStore } from "./_lib/store_view.ts";
+import { audited, type AuditRecord } from "./_lib/audit.ts";
 import { resolveSessionSpec } from "./_lib/session_spec.ts";
 import {
   cli,
@@ -114,12 +115,16 @@ async function choose(
   return { device, id };
 }
 
-/** Carry out `restore` (exported for tests, which inject `deps`). */
+/**
+ * Carry out `restore` (exported for tests, which inject `deps`), filling in
+ * `audit` with the device and session once they are known.
+ */
 export async function runRestore(
   dev: string | undefined,
   o: RestoreCommandOptions,
   opts: GlobalOptions,
   deps: RestoreDeps = {},
+  audit: AuditRecord = { command: "restore" },
 ): Promise<void> {
   const d = withDefaults(deps);
   const interactive = d.interactive();
@@ -144,6 +149,8 @@ export async function runRestore(
   }
   const plan: Plan = planForCli(sessions, id, { device, acceptGap: o.acceptGap });
   const targetPath = o.target !== undefined ? absolutePath(o.target) : plan.device;
+  Object.assign(audit, { device: plan.device, session: plan.target.id });
+  if (targetPath !== plan.device) audit.target = targetPath;
   const human = !opts.json && !opts.quiet;
   if (human) { for (const l of planLines(plan, targetPath)) println(l); }
   reportWarnings(opts, plan);
@@ -277,6 +284,13 @@ export function register(program: Command, deps: RestoreDeps = {}): void {
         "restore can simply be run again.",
     )
     .action(async (dev: string | undefined, o: RestoreCommandOptions, cmd: Command) => {
-      await runRestore(dev, o, globals(cmd), deps);
+      // A dry run changes nothing, so it leaves no audit line.
+      if (o.dryRun) return await runRestore(dev, o, globals(cmd), deps);
+      const rec: AuditRecord = {
+        command: "restore",
+        device: dev && absolutePath(dev),
+        session: o.session,
+      };
+      await audited(rec, () => runRestore(dev, o, globals(cmd), deps, rec));
     });
 }

@@ -9,6 +9,7 @@ import { CliError, EXIT_NO_MODULE } from "./errors.ts";
 import { globals, report, storeRoot } from "./context.ts";
 import { explained, NOT_LOADED } from "./explain.ts";
 import { getPassword } from "./password.ts";
+import { audited } from "./audit.ts";
 import * as control from "../../ffi/control.ts";
 import { geteuid } from "../../ffi/libc.ts";
 
@@ -52,12 +53,13 @@ export function registerTargetCommand(program: Command, op: "activate" | "deacti
     )
     .action(async (dev: string, o: { passwordFile?: string; via: control.Via }, cmd: Command) => {
       const opts = globals(cmd);
-      if (!control.isLoaded()) throw new CliError(NOT_LOADED, EXIT_NO_MODULE);
       const path = absolutePath(dev);
-      const pw = await getPassword({ file: o.passwordFile });
-      const euid = geteuid();
-      const ctx = { op, path, euid, storeRoot: storeRoot(opts).root };
-      explained(ctx, () => (activating ? control.activate : control.deactivate)(path, pw, o.via));
+      await audited({ command: op, device: path }, async () => {
+        if (!control.isLoaded()) throw new CliError(NOT_LOADED, EXIT_NO_MODULE);
+        const pw = await getPassword({ file: o.passwordFile });
+        const ctx = { op, path, euid: geteuid(), storeRoot: storeRoot(opts).root };
+        explained(ctx, () => (activating ? control.activate : control.deactivate)(path, pw, o.via));
+      });
       report(opts, `${activating ? "activated" : "deactivated"} ${path}`, {
         device: path,
         activated: activating,

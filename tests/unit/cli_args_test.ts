@@ -50,7 +50,7 @@ Deno.test("cli: command-specific options appear in help", async () => {
     show: ["<session>", "--ranges"],
     watch: ["--interval <seconds>"],
     prune: ["[dev]", "--keep <n>", "--older-than <duration>", "--max-size <size>", "--dry-run"],
-    completions: ["<shell>"],
+    completions: ["[shell]"],
   };
   for (const [cmd, parts] of Object.entries(want)) {
     const r = await run([cmd, "--help"]);

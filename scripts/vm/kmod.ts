@@ -6,12 +6,13 @@
  */
 import type { Kernel } from "./kernels.ts";
 import { haveCommand, log, run } from "./_process.ts";
+import { makeInChroot } from "./build_chroot.ts";
 import { cacheDir, REPO } from "./paths.ts";
 
 /**
  * The compiler the kernel was built with (CONFIG_CC_VERSION_TEXT's command),
- * when this host lacks it. Kbuild would only fail with "not found" deep in
- * the probes; say what is missing instead.
+ * when this host lacks it. Kbuild would fail with "not found" deep in
+ * the probes: such a kernel is built in a chroot of its release instead.
  */
 async function missingCompiler(k: Kernel): Promise<string | null> {
   const config = await Deno.readTextFile(`${k.headers}/.config`).catch(() => "");
@@ -25,23 +26,17 @@ export async function buildModuleDir(
   srcDir: string,
   buildDir: string,
 ): Promise<string> {
-  const cc = await missingCompiler(k);
-  if (cc) {
-    throw new Error(
-      `module build for ${k.release}: the kernel was built with ${cc}, which this host lacks. ` +
-        `Modules for kernels of newer Debian releases must be built in a chroot of that ` +
-        `release, which the harness does not do yet; boot it with --no-build.`,
-    );
-  }
   await syncTree(srcDir, buildDir);
-  const r = await run("make", [
-    "-C",
-    buildDir,
-    `KDIR=${k.headers}`,
-    `-j${navigator.hardwareConcurrency}`,
-  ]);
+  const jobs = navigator.hardwareConcurrency;
+  const cc = await missingCompiler(k);
+  // A kernel built with a compiler this host lacks comes from a newer Debian release.
+  const r = cc
+    ? await makeInChroot(k, buildDir, jobs)
+    : await run("make", ["-C", buildDir, `KDIR=${k.headers}`, `-j${jobs}`])
+      .then((x) => ({ code: x.code, output: (x.stdout + x.stderr).trim() }));
   if (r.code !== 0) {
-    throw new Error(`module build failed for ${k.release}:\n${(r.stdout + r.stderr).trim()}`);
+    const where = cc ? ` (in a chroot of its release: this host lacks ${cc})` : "";
+    throw new Error(`module build failed for ${k.release}${where}:\n${r.output}`);
   }
   return buildDir;
 }

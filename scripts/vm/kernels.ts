@@ -196,12 +196,12 @@ async function exists(path: string): Promise<boolean> {
 /** The packages of a kernel that depend on each other by release: image → binary → modules. */
 async function kernelParts(image: string, release: string, apt: AptSource): Promise<string[]> {
   const parts = new Set<string>();
-  const todo = [image];
-  for (let p = todo.pop(); p; p = todo.pop()) {
+  const pending = [image];
+  for (let p = pending.pop(); p; p = pending.pop()) {
     for (const d of await packageDepends(p, apt)) {
       if (d.endsWith(`-${release}`) && /^linux-(binary|modules)-/.test(d) && !parts.has(d)) {
         parts.add(d);
-        todo.push(d);
+        pending.push(d);
       }
     }
   }

@@ -135,3 +135,13 @@ export async function aptInstall(pkgs: string[]): Promise<void> {
     throw new AptError(`apt-get install ${pkgs.join(" ")} failed:\n${r.stderr.trim()}`);
   }
 }
+
+/** The version apt would install of a package, or null when it has none. */
+export async function aptCandidate(
+  pkg: string,
+  env: Record<string, string> = {},
+): Promise<string | null> {
+  const r = await run("apt-cache", ["policy", pkg], { env });
+  const version = /Candidate:\s*(\S+)/.exec(r.stdout)?.[1];
+  return version && version !== "(none)" ? version : null;
+}

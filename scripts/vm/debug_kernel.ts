@@ -17,7 +17,7 @@
  * @module
  */
 import type { Kernel } from "./kernels.ts";
-import { AptError, aptInstall, aptLookup } from "./apt.ts";
+import { aptCandidate, AptError, aptInstall, aptLookup } from "./apt.ts";
 import { haveCommand, log, run, runChecked } from "./_process.ts";
 import { sha256Hex } from "./initramfs.ts";
 import { cacheDir, REPO } from "./paths.ts";
@@ -127,9 +127,8 @@ async function readRecord(path: string): Promise<DebugKernel | null> {
  */
 async function newestSource(): Promise<{ pkg: string; version: string }> {
   const candidate = async (pkg: string) => {
-    const r = await run("apt-cache", ["policy", pkg]);
-    const version = /Candidate:\s*(\S+)/.exec(r.stdout)?.[1];
-    return version && version !== "(none)" ? { pkg, version } : null;
+    const version = await aptCandidate(pkg);
+    return version ? { pkg, version } : null;
   };
   const [preferred, ...fallbacks] = SOURCE_PACKAGES;
   try {

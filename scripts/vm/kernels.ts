@@ -10,7 +10,7 @@
  * @module
  */
 import { provisionDebugKernel } from "./debug_kernel.ts";
-import { AptError, aptLookup } from "./apt.ts";
+import { aptCandidate, AptError, aptLookup } from "./apt.ts";
 import { privateAptEnv } from "./debian_releases.ts";
 import { log, run, runChecked } from "./_process.ts";
 import { cacheDir, downloadCacheDir } from "./paths.ts";
@@ -210,9 +210,8 @@ async function kernelParts(image: string, release: string, apt: AptSource): Prom
 
 /** The version apt would download of a package. */
 async function candidateVersion(pkg: string, apt: AptSource): Promise<string> {
-  const r = await run("apt-cache", ["policy", pkg], { env: apt.env });
-  const version = /Candidate:\s*(\S+)/.exec(r.stdout)?.[1];
-  if (!version || version === "(none)") throw new Error(`apt has no candidate for ${pkg}`);
+  const version = await aptCandidate(pkg, apt.env);
+  if (!version) throw new Error(`apt has no candidate for ${pkg}`);
   return version;
 }
 

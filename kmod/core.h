@@ -284,4 +284,11 @@ int bdsnap_store_write_meta(struct bdsnap_session *s);
 void bdsnap_store_close(struct bdsnap_session *s, bool discard);
 u32 bdsnap_crc32c(const void *buf, size_t len);
 
+/* store_fs.c */
+int bdsnap_write_all(struct file *f, const void *buf, size_t len, loff_t *pos);
+int bdsnap_mkdir(const char *path, umode_t mode);
+int bdsnap_remove(const char *dir, const char *name, bool is_dir);
+void bdsnap_fsync_dir(const char *path);
+struct file *bdsnap_create(const char *dir, const char *name);
+
 #endif /* _BDSNAP_CORE_H */

@@ -137,6 +137,17 @@ struct bdsnap_passwd_change {
 #define BDSNAP_MAP_MAGIC	"BDSNAPMP"	/* 8 bytes, no NUL */
 #define BDSNAP_MAP_VERSION	1
 
+/*
+ * Header flags. WRITE_AHEAD: every origin write that overwrote a saved
+ * chunk reached the device only after the chunk's record and data were
+ * durable, so the map is exact up to its last valid record even after a
+ * crash. FAILED: the session failed (fail_errno); writes after that point
+ * were not saved. The header is rewritten in place to set FAILED, which
+ * needs no new blocks on a filesystem that overwrites in place.
+ */
+#define BDSNAP_MAP_F_WRITE_AHEAD	(1U << 0)
+#define BDSNAP_MAP_F_FAILED		(1U << 1)
+
 struct bdsnap_map_header {
 	__u8  magic[8];		/* BDSNAP_MAP_MAGIC */
 	__le32 version;		/* BDSNAP_MAP_VERSION */
@@ -145,8 +156,10 @@ struct bdsnap_map_header {
 	__le32 chunk_size;	/* copy-on-write unit, bytes */
 	__le64 device_size;	/* bytes */
 	__le32 logical_block_size;
-	__le32 flags;		/* 0 */
-	__u8  reserved[20];	/* 0 */
+	__le32 flags;		/* BDSNAP_MAP_F_* */
+	__le32 fail_errno;	/* FAILED: the positive errno, else 0 */
+	__le32 fail_records;	/* FAILED: records durable at the failure */
+	__u8  reserved[12];	/* 0 */
 	__le32 header_crc;	/* crc32c of bytes 0..59 */
 };
 

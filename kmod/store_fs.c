@@ -1,0 +1,106 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * bdsnap: the few VFS operations the store needs (create a directory, a
+ * file, remove them, write fully, sync a directory), in one place because
+ * their kernel interfaces change between releases (see compat.h).
+ * Called from kworkers only: kernel credentials, init's mount namespace.
+ */
+#include <linux/kernel.h>
+#include <linux/slab.h>
+#include <linux/fs.h>
+#include <linux/file.h>
+#include <linux/namei.h>
+#include <linux/mount.h>
+#include <linux/string.h>
+
+#include "core.h"
+#include "compat.h"
+
+int bdsnap_write_all(struct file *f, const void *buf, size_t len,
+			    loff_t *pos)
+{
+	while (len) {
+		ssize_t n = kernel_write(f, buf, len, pos);
+
+		if (n < 0)
+			return n;
+		if (!n)
+			return -EIO;
+		buf += n;
+		len -= n;
+	}
+	return 0;
+}
+
+int bdsnap_mkdir(const char *path, umode_t mode)
+{
+	struct path parent;
+	struct dentry *d;
+	int ret;
+
+	d = kern_path_create(AT_FDCWD, path, &parent, LOOKUP_DIRECTORY);
+	if (IS_ERR(d))
+		return PTR_ERR(d);
+	ret = vfs_mkdir(bdsnap_mnt_idmap(parent.mnt), d_inode(parent.dentry),
+			d, mode);
+	done_path_create(&parent, d);
+	return ret;
+}
+
+/* Remove dir/name (a file, or an empty directory). */
+int bdsnap_remove(const char *dir, const char *name, bool is_dir)
+{
+	struct path parent;
+	struct dentry *d;
+	struct inode *di;
+	int ret;
+
+	ret = kern_path(dir, LOOKUP_FOLLOW | LOOKUP_DIRECTORY, &parent);
+	if (ret)
+		return ret;
+	ret = mnt_want_write(parent.mnt);
+	if (ret)
+		goto out;
+	di = d_inode(parent.dentry);
+	inode_lock_nested(di, I_MUTEX_PARENT);
+	d = lookup_one_len(name, parent.dentry, strlen(name));
+	if (IS_ERR(d)) {
+		ret = PTR_ERR(d);
+	} else {
+		if (d_really_is_negative(d))
+			ret = -ENOENT;
+		else if (is_dir)
+			ret = vfs_rmdir(bdsnap_mnt_idmap(parent.mnt), di, d);
+		else
+			ret = vfs_unlink(bdsnap_mnt_idmap(parent.mnt), di, d, NULL);
+		dput(d);
+	}
+	inode_unlock(di);
+	mnt_drop_write(parent.mnt);
+out:
+	path_put(&parent);
+	return ret;
+}
+
+void bdsnap_fsync_dir(const char *path)
+{
+	struct file *f = filp_open(path, O_RDONLY | O_DIRECTORY, 0);
+
+	if (!IS_ERR(f)) {
+		vfs_fsync(f, 0);
+		fput(f);
+	}
+}
+
+struct file *bdsnap_create(const char *dir, const char *name)
+{
+	struct file *f;
+	char *path;
+
+	path = kasprintf(GFP_KERNEL, "%s/%s", dir, name);
+	if (!path)
+		return ERR_PTR(-ENOMEM);
+	f = filp_open(path, O_WRONLY | O_CREAT | O_EXCL | O_LARGEFILE, 0600);
+	kfree(path);
+	return f;
+}

@@ -197,6 +197,12 @@ static int __init bdsnap_pbkdf2_selftest(void)
 	return 0;
 }
 
+/* The value of a digit already checked to be 0-9 or a-f. */
+static int bdsnap_hexval(char c)
+{
+	return c <= '9' ? c - '0' : c - 'a' + 10;
+}
+
 /* Lowercase hex only: the hash string has exactly one spelling. */
 static int bdsnap_unhex(u8 *dst, const char *src, size_t bytes)
 {
@@ -209,8 +215,8 @@ static int bdsnap_unhex(u8 *dst, const char *src, size_t bytes)
 		if (!isdigit(src[2 * i + 1]) &&
 		    !(src[2 * i + 1] >= 'a' && src[2 * i + 1] <= 'f'))
 			return -EINVAL;
-		hi = hex_to_bin(src[2 * i]);
-		lo = hex_to_bin(src[2 * i + 1]);
+		hi = bdsnap_hexval(src[2 * i]);
+		lo = bdsnap_hexval(src[2 * i + 1]);
 		dst[i] = (hi << 4) | lo;
 	}
 	return 0;

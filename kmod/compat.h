@@ -29,6 +29,20 @@
  *	a block device for reading its geometry.
  * mnt_idmap (6.3+): VFS object operations take struct mnt_idmap, before
  *	that struct user_namespace (mnt_user_ns()).
+ * vfs_mkdir_delegated (6.19+), vfs_mkdir_dentry (6.15..6.18): vfs_mkdir()
+ *	returns the dentry to go on with (or an ERR_PTR, having released the
+ *	one it was given), later also with a delegation argument; before
+ *	6.15 it returns an int.
+ * vfs_rmdir_delegated (6.19+): vfs_rmdir() takes a delegation argument.
+ *	(vfs_unlink()'s one changed type, but NULL fits both.)
+ * start_creating_path (6.18+): kern_path_create()/done_path_create()
+ *	renamed start_creating_path()/end_creating_path().
+ * lookup_noperm (6.16+): lookup_one_len(name, base, len) became
+ *	lookup_noperm(struct qstr *, base).
+ * is_endbr_word (7.0+, IBT kernels): is_endbr() takes a pointer and is not
+ *	exported; the check of an instruction word is __is_endbr(u32).
+ * wq_percpu (6.17+, and Debian's 6.12): WQ_PERCPU; 7.2+ warns about an
+ *	alloc_workqueue() with neither WQ_PERCPU nor WQ_UNBOUND.
  * crc32c_le (up to 6.13): the built-in CRC-32C is __crc32c_le(); later
  *	kernels call it crc32c() in <linux/crc32.h>. We use the built-in one
  *	so that the module needs no libcrc32c.
@@ -44,7 +58,11 @@
 #include <linux/fs.h>
 #include <linux/ftrace.h>
 #include <linux/mount.h>
+#include <linux/namei.h>
 #include <linux/ptrace.h>
+#include <linux/string.h>
+#include <linux/workqueue.h>
+#include <asm/ibt.h>
 
 #include "compat_probes.h"
 
@@ -120,6 +138,104 @@ static inline void bdsnap_bdev_close(struct bdsnap_bdev *b)
 #define bdsnap_mnt_idmap(mnt)	mnt_idmap(mnt)
 #else
 #define bdsnap_mnt_idmap(mnt)	mnt_user_ns(mnt)
+#endif
+
+/* ---- creating a directory: start, vfs_mkdir, end ---- */
+
+/* Looks up path's parent, locks it, takes write access to its mount. */
+static inline struct dentry *bdsnap_start_creating_path(const char *path,
+							struct path *parent,
+							unsigned int flags)
+{
+#ifdef BDSNAP_HAVE_START_CREATING_PATH
+	return start_creating_path(AT_FDCWD, path, parent, flags);
+#else
+	return kern_path_create(AT_FDCWD, path, parent, flags);
+#endif
+}
+
+/*
+ * Give it the dentry bdsnap_vfs_mkdir() left in *d (which may be an
+ * ERR_PTR since 6.15: both ends of those kernels accept that).
+ */
+static inline void bdsnap_end_creating_path(struct path *parent,
+					    struct dentry *d)
+{
+#ifdef BDSNAP_HAVE_START_CREATING_PATH
+	end_creating_path(parent, d);
+#else
+	done_path_create(parent, d);
+#endif
+}
+
+/* 0 or -errno. *d is updated to what bdsnap_end_creating_path() wants. */
+static inline int bdsnap_vfs_mkdir(struct path *parent, struct dentry **d,
+				   umode_t mode)
+{
+#if defined(BDSNAP_HAVE_VFS_MKDIR_DELEGATED)
+	*d = vfs_mkdir(bdsnap_mnt_idmap(parent->mnt), d_inode(parent->dentry),
+		       *d, mode, NULL);
+	return PTR_ERR_OR_ZERO(*d);
+#elif defined(BDSNAP_HAVE_VFS_MKDIR_DENTRY)
+	*d = vfs_mkdir(bdsnap_mnt_idmap(parent->mnt), d_inode(parent->dentry),
+		       *d, mode);
+	return PTR_ERR_OR_ZERO(*d);
+#else
+	return vfs_mkdir(bdsnap_mnt_idmap(parent->mnt), d_inode(parent->dentry),
+			 *d, mode);
+#endif
+}
+
+/* ---- removing: look up a name in a locked directory, rmdir, unlink ---- */
+
+/* The caller holds dir's inode lock. A negative dentry if name is absent. */
+static inline struct dentry *bdsnap_lookup_locked(const char *name,
+						  struct dentry *dir)
+{
+#ifdef BDSNAP_HAVE_LOOKUP_NOPERM
+	struct qstr q = QSTR_INIT(name, strlen(name));
+
+	return lookup_noperm(&q, dir);
+#else
+	return lookup_one_len(name, dir, strlen(name));
+#endif
+}
+
+static inline int bdsnap_vfs_rmdir(struct vfsmount *mnt, struct inode *dir,
+				   struct dentry *d)
+{
+#ifdef BDSNAP_HAVE_VFS_RMDIR_DELEGATED
+	return vfs_rmdir(bdsnap_mnt_idmap(mnt), dir, d, NULL);
+#else
+	return vfs_rmdir(bdsnap_mnt_idmap(mnt), dir, d);
+#endif
+}
+
+static inline int bdsnap_vfs_unlink(struct vfsmount *mnt, struct inode *dir,
+				    struct dentry *d)
+{
+	return vfs_unlink(bdsnap_mnt_idmap(mnt), dir, d, NULL);
+}
+
+/* ---- x86 IBT: is this instruction word an ENDBR64? ---- */
+
+#ifdef CONFIG_X86_KERNEL_IBT
+static inline bool bdsnap_is_endbr(u32 insn)
+{
+#ifdef BDSNAP_HAVE_IS_ENDBR_WORD
+	return __is_endbr(insn);
+#else
+	return is_endbr(insn);
+#endif
+}
+#endif
+
+/* ---- workqueues: say per-CPU where the kernel knows the flag ---- */
+
+#ifdef BDSNAP_HAVE_WQ_PERCPU
+#define BDSNAP_WQ_PERCPU	WQ_PERCPU
+#else
+#define BDSNAP_WQ_PERCPU	0
 #endif
 
 /* ---- CRC-32C, raw update step (no pre/post inversion) ---- */

@@ -561,7 +561,8 @@ int __init bdsnap_core_init(void)
 
 	ret = -ENOMEM;
 	/* In the writeback path: both need a rescuer to make progress. */
-	bdsnap_cow_wq = alloc_workqueue("bdsnap_cow", WQ_MEM_RECLAIM | WQ_HIGHPRI, 0);
+	bdsnap_cow_wq = alloc_workqueue("bdsnap_cow",
+					WQ_MEM_RECLAIM | WQ_HIGHPRI | BDSNAP_WQ_PERCPU, 0);
 	bdsnap_store_wq = alloc_workqueue("bdsnap_store", WQ_MEM_RECLAIM | WQ_UNBOUND, 0);
 	bdsnap_ctl_wq = alloc_workqueue("bdsnap_ctl", WQ_UNBOUND, 0);
 	if (!bdsnap_cow_wq || !bdsnap_store_wq || !bdsnap_ctl_wq)

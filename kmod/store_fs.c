@@ -38,12 +38,11 @@ int bdsnap_mkdir(const char *path, umode_t mode)
 	struct dentry *d;
 	int ret;
 
-	d = kern_path_create(AT_FDCWD, path, &parent, LOOKUP_DIRECTORY);
+	d = bdsnap_start_creating_path(path, &parent, LOOKUP_DIRECTORY);
 	if (IS_ERR(d))
 		return PTR_ERR(d);
-	ret = vfs_mkdir(bdsnap_mnt_idmap(parent.mnt), d_inode(parent.dentry),
-			d, mode);
-	done_path_create(&parent, d);
+	ret = bdsnap_vfs_mkdir(&parent, &d, mode);
+	bdsnap_end_creating_path(&parent, d);
 	return ret;
 }
 
@@ -63,16 +62,16 @@ int bdsnap_remove(const char *dir, const char *name, bool is_dir)
 		goto out;
 	di = d_inode(parent.dentry);
 	inode_lock_nested(di, I_MUTEX_PARENT);
-	d = lookup_one_len(name, parent.dentry, strlen(name));
+	d = bdsnap_lookup_locked(name, parent.dentry);
 	if (IS_ERR(d)) {
 		ret = PTR_ERR(d);
 	} else {
 		if (d_really_is_negative(d))
 			ret = -ENOENT;
 		else if (is_dir)
-			ret = vfs_rmdir(bdsnap_mnt_idmap(parent.mnt), di, d);
+			ret = bdsnap_vfs_rmdir(parent.mnt, di, d);
 		else
-			ret = vfs_unlink(bdsnap_mnt_idmap(parent.mnt), di, d, NULL);
+			ret = bdsnap_vfs_unlink(parent.mnt, di, d);
 		dput(d);
 	}
 	inode_unlock(di);

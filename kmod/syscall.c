@@ -44,6 +44,7 @@
 #include <asm/unistd.h>
 
 #include "bdsnap.h"
+#include "compat.h"
 
 #ifndef CONFIG_X86_64
 #error "bdsnap system calls are implemented for x86-64 only"
@@ -162,7 +163,7 @@ static unsigned long __init bdsnap_func_addr(const char *name)
 		u32 insn;
 
 		if (!get_kernel_nofault(insn, (u32 *)(addr - ENDBR_INSN_SIZE)) &&
-		    is_endbr(insn))
+		    bdsnap_is_endbr(insn))
 			addr -= ENDBR_INSN_SIZE;
 	}
 #endif

@@ -1,23 +1,30 @@
-"""Power cut, guest side: the checkable part of the workload.
+"""Power cut, guest side: the workload and the checks.
 
 The origin disk holds a small ext4 (FS_BYTES) and, beyond it, a raw region
-of 4 KiB blocks written with O_DIRECT. Every block carries a tag repeated in
-each 512-byte sector (so a torn block is seen):
+of 4 KiB blocks written with O_DIRECT. Every raw block carries a tag
+repeated in each 512-byte sector (so a torn block is seen):
 
   PRE  cycle block         written before the session (the pre-mount content)
   NEW  cycle block batch   written during the session
 
-During the session the writer writes batches of BATCH blocks in an order
+During the session the raw writer writes batches of BATCH blocks in an order
 fixed by the cycle's seed, fsyncs the device (a flush) and prints
 "@@SYNCED cycle k" after each completed flush. The host keeps the last such
-line it received before it killed QEMU and passes k to the next boot.
+line it received before the cut and passes k to the next boot. Beside it, in
+the filesystem: buffered writers with an occasional fsync, an O_DIRECT
+writer, and fsync-heavy small-file churn.
 
   prepare CYCLE            write PRE tags; save the fs region's chunk hashes
-  run CYCLE                the writer (runs until the power is cut)
-  fsload DIR               fsync-heavy filesystem activity (background)
-  verify CYCLE K STAGE     STAGE=origin: batches 1..K hold NEW (the writes survived);
-                           STAGE=restored: every block holds PRE, except blocks of
-                           batches > K, which may hold NEW (not yet flushed)
+                           and the whole device's sha256 (the pre-mount state)
+  run CYCLE                the raw writer (runs until the power is cut); with
+                           CUT_SYSRQ_DELAY=S it resets the machine itself
+                           (sysrq b) S seconds after its first flush
+  fsload DIR               fsync-heavy small files (background)
+  bufload DIR              buffered overwrites, fsync one write in 8 (background)
+  directload DIR           O_DIRECT 4-64 KiB writes into a file (background)
+  verify CYCLE K STAGE     STAGE=origin: batches 1..K hold NEW (the writes survived)
+                           STAGE=restored: the whole device's sha256 is the
+                           pre-mount one; every block that differs is counted
 """
 import hashlib
 import json
@@ -26,6 +33,7 @@ import os
 import random
 import struct
 import sys
+import threading
 import time
 
 BLOCK = 4096
@@ -75,24 +83,39 @@ def prepare(cycle):
         os.pwrite(fd, memoryview(buf)[:cnt * BLOCK], FS_BYTES + b0 * BLOCK)
     os.fsync(fd)
     os.close(fd)
-    hashes = fs_hashes()
+    sha, hashes = device_hashes()
     with open(STATE + ".tmp", "w") as f:
-        json.dump({"cycle": cycle, "fs_hashes": hashes}, f)
+        json.dump({"cycle": cycle, "sha256": sha, "fs_hashes": hashes}, f)
         f.flush()
         os.fsync(f.fileno())
     os.rename(STATE + ".tmp", STATE)
+    print(sha)
 
 
-def fs_hashes():
-    out = []
+def device_hashes():
+    """sha256 of the whole device, and a short hash of each fs-region chunk."""
+    sha = hashlib.sha256()
+    chunks = []
     fd = os.open(DEV, os.O_RDONLY | os.O_DIRECT)
     buf = aligned(1 << 20)
-    for off in range(0, FS_BYTES, 1 << 20):
+    size = dev_size()
+    for off in range(0, size, 1 << 20):
         n = os.preadv(fd, [buf], off)
+        sha.update(buf[:n])
         for i in range(0, n, BLOCK):
-            out.append(hashlib.blake2b(buf[i:i + BLOCK], digest_size=8).hexdigest())
+            if off + i < FS_BYTES:
+                chunks.append(hashlib.blake2b(buf[i:i + BLOCK], digest_size=8).hexdigest())
     os.close(fd)
-    return out
+    return sha.hexdigest(), chunks
+
+
+def sysrq_reset(delay):
+    def reset():
+        with open("/proc/sysrq-trigger", "w") as f:
+            f.write("b")  # immediate reset: no sync, no unmount
+    t = threading.Timer(delay, reset)
+    t.daemon = True
+    t.start()
 
 
 def run(cycle):
@@ -100,6 +123,7 @@ def run(cycle):
     seq = order(cycle, n)
     fd = os.open(DEV, os.O_RDWR | os.O_DIRECT)
     buf = aligned(BLOCK)
+    sysrq = os.environ.get("CUT_SYSRQ_DELAY")
     k = 0
     while True:
         k += 1
@@ -110,6 +134,8 @@ def run(cycle):
             os.pwrite(fd, buf, FS_BYTES + b * BLOCK)
         os.fsync(fd)  # blkdev_fsync: a flush to the device
         print(f"@@SYNCED {cycle} {k}", flush=True)
+        if k == 1 and sysrq:
+            sysrq_reset(float(sysrq))
         if not batch:
             time.sleep(0.05)
 
@@ -137,6 +163,47 @@ def fsload(d):
         os.close(dfd)
 
 
+def bufload(d):
+    """Buffered overwrites and appends in a few files; fsync one write in 8.
+    The guest's writeback runs every 0.5 s (power_cut.sh), so most of these
+    writes reach the device without a flush."""
+    os.makedirs(d, exist_ok=True)
+    r = random.Random(os.getpid() * 31)
+    files = [open(f"{d}/b{i}", "w+b") for i in range(4)]
+    i = 0
+    while True:
+        i += 1
+        f = r.choice(files)
+        size = r.choice([4096, 16384, 65536])
+        f.seek(r.randrange(0, 2 << 20, 4096))
+        f.write(os.urandom(size))
+        if i % 8 == 0:
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def directload(d):
+    """O_DIRECT writes of 4-64 KiB at random aligned offsets of a 4 MiB file
+    (written once through, then overwritten), fdatasync every 16."""
+    os.makedirs(d, exist_ok=True)
+    size = 4 << 20
+    path = f"{d}/direct"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_DIRECT, 0o644)
+    r = random.Random(os.getpid() * 17)
+    buf = aligned(64 << 10)
+    buf.write(os.urandom(64 << 10))
+    for off in range(0, size, 64 << 10):
+        os.pwrite(fd, buf, off)
+    os.fdatasync(fd)
+    i = 0
+    while True:
+        i += 1
+        n = r.choice([4096, 16384, 65536])
+        os.pwrite(fd, memoryview(buf)[:n], r.randrange(0, size - n + 1, 4096))
+        if i % 16 == 0:
+            os.fdatasync(fd)
+
+
 def verify(cycle, k, stage):
     n = nblocks()
     seq = order(cycle, n)
@@ -156,27 +223,39 @@ def verify(cycle, k, stage):
             pre = tag(b"PRE_", cycle, b)
             new = tag(b"NEW_", cycle, b, batch)
             if stage == "origin":
+                # Flushed writes must be there; later ones may or may not be.
                 ok = data == new if batch <= k else data in (pre, new)
             else:
-                ok = data == pre if batch <= k else data in (pre, new)
-                if ok and data == new:
-                    unflushed_new += 1
+                # After the restore every block is its pre-mount self.
+                ok = data == pre
+                if data == new:
+                    unflushed_new += batch > k
             if not ok:
                 if data not in (pre, new):
                     torn += 1
                 lost += 1
                 if len(bad) < 5:
-                    bad.append(f"block {b} (batch {batch}): {data[:32].hex()}")
+                    bad.append(f"block {b} (batch {batch}, synced {k}): {data[:32].hex()}")
     os.close(fd)
     res = {"stage": stage, "cycle": cycle, "synced": k, "blocks": n, "lost": lost,
-           "torn": torn, "unflushed_not_rolled_back": unflushed_new, "bad": bad}
+           "torn": torn, "bad": bad}
     if stage == "restored":
         with open(STATE) as f:
             st = json.load(f)
         if st["cycle"] != cycle:
             raise SystemExit(f"state is for cycle {st['cycle']}, not {cycle}")
-        now = fs_hashes()
-        res["fs_chunks_differing"] = sum(1 for a, b in zip(now, st["fs_hashes"]) if a != b)
+        sha, now = device_hashes()
+        fs_diff = [i for i, (a, b) in enumerate(zip(now, st["fs_hashes"])) if a != b]
+        res.update({
+            "sha256": sha,
+            "sha256_before": st["sha256"],
+            "exact": sha == st["sha256"],
+            "raw_blocks_differing": lost,
+            "unflushed_new": unflushed_new,
+            "fs_chunks_differing": len(fs_diff),
+            "fs_chunks_first": fs_diff[:8],
+        })
+        res["lost"] = lost + len(fs_diff)
     print(json.dumps(res))
 
 
@@ -188,6 +267,10 @@ if __name__ == "__main__":
         run(int(sys.argv[2]))
     elif cmd == "fsload":
         fsload(sys.argv[2])
+    elif cmd == "bufload":
+        bufload(sys.argv[2])
+    elif cmd == "directload":
+        directload(sys.argv[2])
     elif cmd == "verify":
         verify(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
     else:

@@ -41,6 +41,7 @@
 #include <linux/workqueue.h>
 
 #include "core.h"
+#include "store_stack.h"
 
 #define LOOP_CACHE_SIZE		64
 #define LOOP_PENDING_SIZE	16
@@ -65,7 +66,7 @@ static struct bdsnap_loop_pending bdsnap_loop_pend[LOOP_PENDING_SIZE];
 static struct work_struct bdsnap_loop_work;
 
 /* Read a small sysfs file into buf (NUL-terminated, newline stripped). */
-static int bdsnap_read_sysfs(const char *path, char *buf, size_t size)
+int bdsnap_read_sysfs(const char *path, char *buf, size_t size)
 {
 	struct file *f;
 	loff_t pos = 0;
@@ -98,15 +99,13 @@ static int bdsnap_read_diskseq(dev_t devt, char *buf, size_t size, u64 *seq)
 }
 
 /*
- * The identity of the file backing loop device 'loop', and the diskseq it
- * holds for. -ENXIO if the device is not bound. Call from a kworker
- * (bdsnap_call_in_worker() or our own work items).
+ * The file backing loop device 'loop', as a path the caller must path_put(),
+ * and the diskseq it holds for. -ENXIO if the device is not bound. Call from
+ * a kworker (bdsnap_call_in_worker() or our own work items).
  */
-int bdsnap_loop_backing(dev_t loop, struct bdsnap_file_id *id, u64 *diskseq)
+int bdsnap_loop_backing_path(dev_t loop, struct path *p, u64 *diskseq)
 {
 	char path[80];
-	struct inode *inode;
-	struct path p;
 	u64 seq1, seq2;
 	char *buf;
 	int ret, tries;
@@ -127,25 +126,38 @@ int bdsnap_loop_backing(dev_t loop, struct bdsnap_file_id *id, u64 *diskseq)
 		}
 		if (ret < 0)
 			break;
-		ret = kern_path(buf, LOOKUP_FOLLOW, &p);
+		ret = kern_path(buf, LOOKUP_FOLLOW, p);
 		if (ret)
 			break;	/* e.g. "... (deleted)": no longer our file */
-		inode = d_backing_inode(p.dentry);
-		id->sdev = inode->i_sb->s_dev;
-		id->ino = inode->i_ino;
-		path_put(&p);
 		ret = bdsnap_read_diskseq(loop, buf, PATH_MAX, &seq2);
+		if (!ret && seq1 == seq2) {
+			*diskseq = seq1;
+			break;
+		}
+		path_put(p);
 		if (ret)
 			break;
 		ret = -EAGAIN;
-		if (seq1 == seq2) {
-			*diskseq = seq1;
-			ret = 0;
-			break;
-		}
 	}
 	kfree(buf);
 	return ret;
+}
+
+/* The identity of the file backing loop device 'loop'; as above. */
+int bdsnap_loop_backing(dev_t loop, struct bdsnap_file_id *id, u64 *diskseq)
+{
+	struct inode *inode;
+	struct path p;
+	int ret;
+
+	ret = bdsnap_loop_backing_path(loop, &p, diskseq);
+	if (ret)
+		return ret;
+	inode = d_backing_inode(p.dentry);
+	id->sdev = inode->i_sb->s_dev;
+	id->ino = inode->i_ino;
+	path_put(&p);
+	return 0;
 }
 
 /* Remember what (loop, diskseq) is; dev NULL means "not ours". */

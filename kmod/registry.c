@@ -37,6 +37,7 @@
 
 #include "core.h"
 #include "compat.h"
+#include "store_stack.h"
 
 char *bdsnap_store_root = "/snapshot";
 module_param_named(store_root, bdsnap_store_root, charp, 0444);
@@ -159,13 +160,6 @@ void bdsnap_sanitize_name(const char *path, char *out, size_t size)
 	out[n] = '\0';
 }
 
-static bool spans_overlap(const struct bdsnap_span *a,
-			  const struct bdsnap_span *b)
-{
-	return a->disk == b->disk && a->start < b->start + b->nr &&
-	       b->start < a->start + a->nr;
-}
-
 static int bdsnap_span_of(dev_t devt, struct bdsnap_span *span)
 {
 	struct bdsnap_bdev b;
@@ -183,79 +177,14 @@ static int bdsnap_span_of(dev_t devt, struct bdsnap_span *span)
 
 /* ---- does the store live on this device? ---- */
 
-struct bdsnap_conflict {
-	const struct bdsnap_span *span;
-	const struct bdsnap_file_id *file;
-};
-
-/* In a kworker: the store root as the session writer will see it. */
-static int bdsnap_conflict_fn(void *arg)
-{
-	struct bdsnap_conflict *c = arg;
-	struct super_block *sb;
-	struct path p;
-	char *parent = NULL;
-	int ret;
-
-	ret = kern_path(bdsnap_store_root, LOOKUP_FOLLOW, &p);
-	if (ret == -ENOENT) {
-		/* Not created yet: it will be created in its parent. */
-		char *slash;
-
-		parent = kstrdup(bdsnap_store_root, GFP_KERNEL);
-		if (!parent)
-			return -ENOMEM;
-		slash = strrchr(parent, '/');
-		if (slash && slash != parent)
-			*slash = '\0';
-		else if (slash)
-			slash[1] = '\0';
-		ret = kern_path(parent, LOOKUP_FOLLOW, &p);
-		kfree(parent);
-	}
-	if (ret)
-		return 0;	/* no store yet; checked again at mount */
-
-	ret = 0;
-	sb = p.dentry->d_sb;
-	if (c->file && sb->s_dev == c->file->sdev)
-		ret = -EXDEV;
-	if (!ret && sb->s_bdev) {
-		struct block_device *sbd = sb->s_bdev;
-		struct bdsnap_span ss = {
-			.disk = bdsnap_disk_devt(sbd->bd_disk),
-			.start = sbd->bd_start_sect,
-			.nr = bdev_nr_sectors(sbd),
-		};
-
-		if (c->span && spans_overlap(&ss, c->span))
-			ret = -EXDEV;
-		if (!ret && c->file && MAJOR(sbd->bd_dev) == LOOP_MAJOR) {
-			struct bdsnap_file_id id;
-			u64 seq;
-
-			if (!bdsnap_loop_backing(sbd->bd_dev, &id, &seq) &&
-			    id.sdev == c->file->sdev && id.ino == c->file->ino)
-				ret = -EXDEV;
-		}
-	}
-	path_put(&p);
-	return ret;
-}
-
 /*
- * -EXDEV if the store root lies on the device (span on its disk, or devt),
- * on the filesystem holding the image file, or inside the image file.
+ * Before a session (session.c): 0, or -EXDEV/-ENOTBLK/-ELOOP when the store
+ * root may not hold sessions of this device (store_stack.c), logged there.
  */
 int bdsnap_store_conflict(const struct bdsnap_span *span,
 			  const struct bdsnap_file_id *file)
 {
-	struct bdsnap_conflict c = {
-		.span = span,
-		.file = file,
-	};
-
-	return bdsnap_call_in_worker(bdsnap_conflict_fn, &c);
+	return bdsnap_store_stack_check(NULL, NULL, span, file);
 }
 
 /* ---- device objects ---- */
@@ -366,16 +295,12 @@ int bdsnap_registry_activate(const char *path)
 		ret = bdsnap_span_of(devt, &span);
 		if (ret)
 			return ret == -ENOMEM ? ret : -ENOENT;
-		ret = bdsnap_store_conflict(&span, NULL);
+		ret = bdsnap_store_stack_check(path, "not activated", &span, NULL);
 	} else {
-		ret = bdsnap_store_conflict(NULL, &file);
+		ret = bdsnap_store_stack_check(path, "not activated", NULL, &file);
 	}
-	if (ret) {
-		if (ret == -EXDEV)
-			pr_warn("%s: not activated: the store root %s lies on it\n",
-				path, bdsnap_store_root);
+	if (ret)
 		return ret;
-	}
 
 	dev = kzalloc(struct_size(dev, name, strlen(path) + 1), GFP_KERNEL);
 	if (!dev)

@@ -247,9 +247,9 @@ static struct bdsnap_session *bdsnap_session_create(struct bdsnap_dev *dev,
 	/* The store must not have moved onto the device since activation. */
 	ret = bdsnap_store_conflict(&s->span,
 				    dev->kind == BDSNAP_KIND_FILE ? &dev->file : NULL);
-	if (ret == -EXDEV) {
-		pr_err("%s: no session: the store root %s lies on the device\n",
-		       dev->name, bdsnap_store_root);
+	if (ret) {
+		pr_err("%s: no session: the store root %s is refused (%pe); this mount is not protected\n",
+		       dev->name, bdsnap_store_root, ERR_PTR(ret));
 		goto err;
 	}
 

@@ -1,0 +1,282 @@
+// vm: disks=2 disk-size=256M store-size=128M timeout=900
+/**
+ * Store placement (issue 17): the store must never be written through the
+ * activated device, or the first flush deadlocks (store fsync → loop →
+ * backing file's journal → origin, held until the store syncs). The module
+ * walks the store root's stack (filesystem → block device → loop backing
+ * file → dm/md slaves) at activation and again at every session start.
+ *
+ * The store root is a symlink (/run/bstore, the module's store_root) that
+ * each case points at the store it tries. Activation refusals come back as
+ * errno; a refusal at session start leaves the mount working without a
+ * session (the writes are counted as unmounted, so the restorer will not
+ * build a chain across them) and says why in the kernel log.
+ */
+import assert from "node:assert/strict";
+import { cstring, ErrnoError, syscall } from "../../ffi/libc.ts";
+import { dmesg, sh, shTry, testDisks } from "./_helpers.ts";
+import { bdsnapTry, loadModule, PASSWORD_FILE, sessions } from "./_bdsnap.ts";
+
+const ROOT = "/run/bstore";
+const PASSWORD = "correct horse battery staple";
+
+async function useStore(dir: string): Promise<void> {
+  await sh(`ln -sfn ${dir} ${ROOT}`);
+}
+
+async function setup(): Promise<void> {
+  await sh("mkdir -p /mnt/a /mnt/s /mnt/o /mnt/t /mnt/dm");
+  await useStore("/snapshot");
+  await loadModule(`--store ${ROOT}`);
+  const root = (await Deno.readTextFile("/sys/module/bdsnap/parameters/store_root")).trim();
+  assert.equal(root, ROOT);
+}
+
+function call(nr: "activate" | "deactivate", path: string): string {
+  const p = "/sys/module/bdsnap/parameters";
+  const n = Number(Deno.readTextFileSync(`${p}/nr_${nr}`).trim());
+  try {
+    syscall(nr[0], n, cstring(path), cstring(PASSWORD));
+  } catch (e) {
+    if (e instanceof ErrnoError) return e.code;
+    throw e;
+  }
+  return "OK";
+}
+
+interface Dev {
+  device: string;
+  session: string | null;
+  unmounted_writes: number;
+}
+
+async function devices(): Promise<Dev[]> {
+  const r = await bdsnapTry("status --json");
+  assert.equal(r.code, 0, r.stderr);
+  return JSON.parse(r.stdout).devices ?? [];
+}
+
+/** Entries of a store directory other than lost+found. */
+async function storeEntries(dir: string): Promise<string[]> {
+  return (await sh(`ls -A ${dir}`)).split("\n").filter((x) => x && x !== "lost+found");
+}
+
+/** Kernel log lines since mark (a line count). */
+async function logSince(mark: number): Promise<string> {
+  return (await dmesg()).split("\n").slice(mark).join("\n");
+}
+
+async function logMark(): Promise<number> {
+  return (await dmesg()).split("\n").length - 1;
+}
+
+async function haveDmsetup(): Promise<boolean> {
+  return (await shTry("dmsetup version")).code === 0;
+}
+
+/** D's filesystem at /mnt/a holding a loop-mounted store image at /mnt/s. */
+async function loopStoreOn(dev: string): Promise<string> {
+  await sh(`mkfs.ext4 -q -F ${dev} && mount ${dev} /mnt/a`);
+  await sh("truncate -s 48M /mnt/a/store.img && mkfs.ext4 -q -F /mnt/a/store.img");
+  const loop = (await sh("losetup -f --show /mnt/a/store.img")).trim();
+  await sh(`mount ${loop} /mnt/s`);
+  return loop;
+}
+
+async function dropLoopStore(loop: string): Promise<void> {
+  await useStore("/snapshot");
+  await sh(`umount /mnt/s && losetup -d ${loop} && umount /mnt/a`);
+}
+
+Deno.test("a store on a loop image kept on the activated filesystem: activation refused (EXDEV)", async () => {
+  await setup();
+  const [d] = testDisks();
+  const loop = await loopStoreOn(d);
+  try {
+    await sh("truncate -s 16M /mnt/a/image.img");
+    await useStore("/mnt/s");
+    const mark = await logMark();
+    assert.equal(call("activate", d), "EXDEV", "the disk under the store's loop image");
+    // An image on the filesystem that also holds the store's image.
+    assert.equal(call("activate", "/mnt/a/image.img"), "EXDEV", "an image beside the store's");
+    const cli = await bdsnapTry(`activate ${d} --password-file ${PASSWORD_FILE}`);
+    assert.equal(cli.code, 1, cli.stdout + cli.stderr);
+    assert.match(cli.stderr, /EXDEV/);
+    assert.deepEqual(await devices(), [], "nothing activated");
+    assert.deepEqual(await storeEntries("/mnt/s"), [], "no session directory");
+    const log = await logSince(mark);
+    const name = d.replace("/dev/", "");
+    assert.match(
+      log,
+      new RegExp(
+        `${d}: not activated: the store root ${ROOT} is on ext4 -> loop\\d+ -> ext4 -> ${name}, ` +
+          `which overlaps the activated device \\(-EXDEV\\)`,
+      ),
+    );
+    assert.match(
+      log,
+      /image\.img: not activated: .*loop\d+, whose backing file is on the filesystem/,
+    );
+  } finally {
+    await dropLoopStore(loop);
+  }
+});
+
+Deno.test("the store moved onto the image's filesystem after activation: the mount works, no session", async () => {
+  await setup();
+  const [d] = testDisks();
+  const loop = await loopStoreOn(d);
+  const img = "/mnt/a/origin.img";
+  let origin = "";
+  try {
+    await sh(`truncate -s 64M ${img} && mkfs.ext4 -q -F ${img}`);
+    const before = await storeEntries("/snapshot");
+    assert.equal(call("activate", img), "OK", "the store is on the store disk at activation");
+    await useStore("/mnt/s");
+    origin = (await sh(`losetup -f --show ${img}`)).trim();
+    const mark = await logMark();
+    // What an administrator expects: the filesystem mounts and works (bdsnap
+    // never blocks a mount); it is simply not protected, and the log says why.
+    await sh(`mount ${origin} /mnt/o`);
+    await sh("dd if=/dev/urandom of=/mnt/o/f bs=64k count=16 status=none && timeout 120 sync");
+    const [dev] = (await devices()).filter((x) => x.device === img);
+    assert.ok(dev, "still activated");
+    assert.equal(dev.session, null, "no session opened");
+    assert.ok(dev.unmounted_writes > 0, "the unprotected writes are counted for the restorer");
+    await sh("umount /mnt/o");
+    assert.deepEqual(await storeEntries("/mnt/s"), [], "no session directory on the refused store");
+    assert.deepEqual(await storeEntries("/snapshot"), before, "none on the old store either");
+    const log = await logSince(mark);
+    assert.match(
+      log,
+      new RegExp(
+        `the store root ${ROOT} is on ext4 -> loop\\d+, whose backing file is on the ` +
+          `filesystem holding the activated image \\(-EXDEV\\)`,
+      ),
+    );
+    assert.match(
+      log,
+      new RegExp(`${img}: no session: the store root ${ROOT} is refused \\(-EXDEV\\)`),
+    );
+    assert.doesNotMatch(log, /session \S+ opened/);
+    // The origin is intact: it mounts again and holds what was written.
+    await sh(`mount ${origin} /mnt/o && test -s /mnt/o/f && umount /mnt/o`);
+  } finally {
+    await shTry("umount /mnt/o");
+    if (origin) await sh(`losetup -d ${origin}`);
+    call("deactivate", img);
+    await dropLoopStore(loop);
+  }
+});
+
+Deno.test("a store on tmpfs: refused with ENOTBLK at activation and at session start", async () => {
+  await setup();
+  const [, e] = testDisks();
+  await sh("mount -t tmpfs -o size=32m tmpfs /mnt/t");
+  try {
+    await useStore("/mnt/t");
+    const mark = await logMark();
+    assert.equal(call("activate", e), "ENOTBLK");
+    assert.deepEqual(await devices(), []);
+    assert.match(
+      await logSince(mark),
+      new RegExp(
+        `${e}: not activated: the store root ${ROOT} is on tmpfs, which has no block device`,
+      ),
+    );
+
+    // Activated with a real store, then the store root moves to tmpfs.
+    await sh(`mkfs.ext4 -q -F ${e}`);
+    await useStore("/snapshot");
+    assert.equal(call("activate", e), "OK");
+    await useStore("/mnt/t");
+    const mark2 = await logMark();
+    await sh(`mount ${e} /mnt/o && echo x > /mnt/o/x && timeout 120 sync && umount /mnt/o`);
+    assert.deepEqual(await storeEntries("/mnt/t"), [], "nothing written to tmpfs");
+    assert.match(
+      await logSince(mark2),
+      new RegExp(`${e}: no session: the store root ${ROOT} is refused \\(-ENOTBLK\\)`),
+    );
+    assert.equal(call("deactivate", e), "OK");
+  } finally {
+    await useStore("/snapshot");
+    await sh("umount /mnt/t");
+  }
+});
+
+Deno.test("a dm-linear store over the activated disk or partition: EXDEV; over another partition: fine", async () => {
+  await setup();
+  if (!(await haveDmsetup())) {
+    console.log("dmsetup not available in the guest: skipped");
+    return;
+  }
+  const [d, e] = testDisks();
+  // Over the whole disk.
+  await sh(`dmsetup create bss --table "0 $(blockdev --getsz ${d}) linear ${d} 0"`);
+  try {
+    await sh("mkfs.ext4 -q -F /dev/mapper/bss && mount /dev/mapper/bss /mnt/dm");
+    await useStore("/mnt/dm");
+    const mark = await logMark();
+    assert.equal(call("activate", d), "EXDEV");
+    assert.match(
+      await logSince(mark),
+      new RegExp(
+        `the store root ${ROOT} is on ext4 -> dm-\\d+ -> ${d.replace("/dev/", "")}, which overlaps`,
+      ),
+    );
+    assert.deepEqual(await storeEntries("/mnt/dm"), []);
+  } finally {
+    await useStore("/snapshot");
+    await shTry("umount /mnt/dm");
+    await sh("dmsetup remove bss");
+  }
+
+  // Partitions matter: a store on e2 does not involve e1, but e (the whole disk) it does.
+  await sh(
+    `printf 'label: dos\\n,100M\\n,\\n' | sfdisk -q ${e} && blockdev --rereadpt ${e} || true`,
+  );
+  const [p1, p2] = [`${e}1`, `${e}2`];
+  await sh(`for i in $(seq 50); do [ -b ${p2} ] && break; sleep 0.1; done; test -b ${p2}`);
+  await sh(`dmsetup create bss2 --table "0 $(blockdev --getsz ${p2}) linear ${p2} 0"`);
+  try {
+    await sh("mkfs.ext4 -q -F /dev/mapper/bss2 && mount /dev/mapper/bss2 /mnt/dm");
+    await useStore("/mnt/dm");
+    assert.equal(call("activate", p1), "OK", "another partition of the disk");
+    assert.equal(call("deactivate", p1), "OK");
+    assert.equal(call("activate", e), "EXDEV", "the whole disk holds the store's partition");
+  } finally {
+    await useStore("/snapshot");
+    await shTry("umount /mnt/dm");
+    await sh("dmsetup remove bss2");
+    await sh(`wipefs -q -a ${e} && blockdev --rereadpt ${e} || true`);
+  }
+});
+
+Deno.test("a legitimate stacked store (dm-linear on another disk) still takes sessions", async () => {
+  await setup();
+  const [d, e] = testDisks();
+  const dm = await haveDmsetup();
+  if (dm) {
+    await sh(`dmsetup create bss3 --table "0 $(blockdev --getsz ${e}) linear ${e} 0"`);
+    await sh("mkfs.ext4 -q -F /dev/mapper/bss3 && mount /dev/mapper/bss3 /mnt/dm");
+  }
+  const store = dm ? "/mnt/dm" : "/snapshot";
+  try {
+    await useStore(store);
+    await sh(`mkfs.ext4 -q -F ${d}`);
+    assert.equal(call("activate", d), "OK");
+    await sh(`mount ${d} /mnt/o && dd if=/dev/urandom of=/mnt/o/f bs=64k count=16 status=none`);
+    await sh("timeout 120 sync && umount /mnt/o");
+    assert.equal(call("deactivate", d), "OK");
+    const list = await sessions(d);
+    assert.equal(list.length, 1);
+    assert.equal(list[0].state, "closed");
+    assert.ok((await storeEntries(store)).includes(list[0].id), "the session is in that store");
+  } finally {
+    await useStore("/snapshot");
+    if (dm) {
+      await shTry("umount /mnt/dm");
+      await sh("dmsetup remove bss3");
+    }
+  }
+});

@@ -102,7 +102,11 @@ export function register(program: Command, deps: RestoreDeps = {}): void {
     .requiredOption("--session <id>", "the state before this session's mount")
     .requiredOption("--output <img>", "the image file to write (replaced if it exists)")
     .option("--force", "override the identity check of DEV (only that one)")
-    .option("--accept-gap", "export even though the chain has a gap: the image is then not exact")
+    .option(
+      "--accept-gap",
+      "export even though the chain is not provably exact (see restore --help): the image " +
+        "then mixes pre-mount blocks with blocks written after that mount",
+    )
     .addHelpText(
       "after",
       "\nWorks while DEV is mounted: the open session's pre-images are flushed and read\n" +

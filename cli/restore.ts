@@ -24,6 +24,8 @@ import { resolveSessionSpec } from "./_lib/session_spec.ts";
 import {
   cli,
   devicesInStore,
+  guarantee,
+  INEXACT,
   planForCli,
   planJson,
   planLines,
@@ -94,7 +96,8 @@ async function choose(
     }
     const m = s.meta;
     const label = `${m ? formatNs(m.mountTimeNs) : "?"}  ${(m?.fsType ?? "-").padEnd(5)}  ` +
-      `${formatBytes(s.dataBytes).padStart(10)} changed  ${s.state}`;
+      `${formatBytes(s.dataBytes).padStart(10)} changed  ${s.state}` +
+      (m ? `, ${s.durability}` : "");
     return {
       name: label,
       value: s.id,
@@ -168,7 +171,7 @@ export async function runRestore(
         onTarget: async (target) => {
           // Loud, even with --quiet: the user overrode a safety check.
           for (const w of target.warnings) eprintln(`bdsnap: WARNING: ${w}`);
-          if (!o.yes && !o.dryRun) await confirm(plan.bytes, targetPath);
+          if (!o.yes && !o.dryRun) await confirm(plan, targetPath);
         },
       })
     );
@@ -211,11 +214,11 @@ export async function runRestore(
 }
 
 /** Ask for the target's name to be typed; anything else writes nothing. */
-async function confirm(bytes: number, targetPath: string): Promise<void> {
+async function confirm(plan: Plan, targetPath: string): Promise<void> {
   const answer = await ask(() =>
     input({
-      message: `This overwrites ${formatBytes(bytes)} of ${targetPath}. ` +
-        `Type ${targetPath} to confirm:`,
+      message: `This overwrites ${formatBytes(plan.bytes)} of ${targetPath}; the result is ` +
+        `${guarantee(plan)}. Type ${targetPath} to confirm:`,
     })
   );
   if (answer.trim() !== targetPath) {
@@ -269,19 +272,28 @@ export function register(program: Command, deps: RestoreDeps = {}): void {
     .option("--target <path>", "write into this device or image file of the same size instead")
     .option("-y, --yes", "do not ask for confirmation (needed without a terminal)")
     .option("--dry-run", "print the plan and run every check; write nothing")
-    .option("--force", "override the identity check (only that one); says so loudly")
+    .option(
+      "--force",
+      "override the identity check (only that one: an inexact chain needs --accept-gap); " +
+        "says so loudly",
+    )
     .option("--read-back", "after fsync, read the written ranges back from the device and compare")
     .option(
       "--accept-gap",
-      "restore even though the chain has a gap (a session missing, interrupted, failed or " +
-        "incomplete): the result is then not exactly the state before the mount",
+      "restore even though the chain is not provably exact (a session failed, missing, " +
+        "incomplete, or cut by a crash without write-ahead durability): " + INEXACT,
     )
     .addHelpText(
       "after",
       "\nThe device must be unmounted and deactivated (`bdsnap deactivate DEV`) first.\n" +
         "Every chunk comes from the earliest session at or after --session that saved it;\n" +
         "all checksums are verified before the first byte is written. An interrupted\n" +
-        "restore can simply be run again.",
+        "restore can simply be run again.\n\n" +
+        "Exact: a chain of sessions that closed, or were cut by a crash with write-ahead\n" +
+        "durability (the module's default: every pre-image was saved before its write\n" +
+        "reached the device). Refused without --accept-gap, even with --yes or -q: a failed\n" +
+        "session (writes after the failure were not saved), one cut by a crash with flush\n" +
+        "durability (older modules), and missing or incomplete sessions.",
     )
     .action(async (dev: string | undefined, o: RestoreCommandOptions, cmd: Command) => {
       // A dry run changes nothing, so it leaves no audit line.

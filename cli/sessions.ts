@@ -14,20 +14,38 @@ import { sessionsOfDevice } from "./_lib/device_path.ts";
 import { readStore, sessionChunks, sessionDevice, sessionJson } from "./_lib/store_view.ts";
 import { chainNumbers } from "./_lib/session_spec.ts";
 import type { Session } from "../lib/store.ts";
+import { restorability } from "../lib/plan.ts";
+
+/**
+ * How a restore to the state before each session would go, as `restore`
+ * itself judges it (`all` is the whole store: a verdict reads the chain).
+ */
+function verdicts(sessions: readonly Session[], all: readonly Session[]): Map<string, string> {
+  return new Map(sessions.map((s) => [s.id, restorability(all, s.id).kind]));
+}
 
 /**
  * The sessions as `sessions --json` lists them: each session's JSON shape
- * with `chain_number`, its place in its device's chain (the `#` column).
+ * with `restore` (`exact`, `inexact`: only with --accept-gap, `refused`),
+ * `exact`, and `chain_number`, its place in its device's chain (the `#`
+ * column).
  */
-export function sessionsJson(sessions: readonly Session[]) {
+export function sessionsJson(sessions: readonly Session[], all: readonly Session[] = sessions) {
   const numbers = chainNumbers(sessions);
-  return sessions.map((s) => ({ ...sessionJson(s), chain_number: numbers.get(s.id) ?? null }));
+  const restore = verdicts(sessions, all);
+  return sessions.map((s) => ({
+    ...sessionJson(s),
+    restore: restore.get(s.id)!,
+    exact: restore.get(s.id) === "exact",
+    chain_number: numbers.get(s.id) ?? null,
+  }));
 }
 
-/** The human table of sessions. */
-export function sessionLines(sessions: Session[]): string[] {
+/** The human table of sessions (`all`: the whole store, for the RESTORE column). */
+export function sessionLines(sessions: Session[], all: readonly Session[] = sessions): string[] {
   if (sessions.length === 0) return ["no sessions"];
   const numbers = chainNumbers(sessions);
+  const restore = verdicts(sessions, all);
   return formatTable(
     [
       { title: "#", align: "right" },
@@ -38,6 +56,8 @@ export function sessionLines(sessions: Session[]): string[] {
       { title: "ENDED" },
       { title: "CHUNKS", align: "right" },
       { title: "SIZE", align: "right" },
+      { title: "DURABILITY" },
+      { title: "RESTORE" },
       { title: "STATE" },
     ],
     sessions.map((s) => {
@@ -51,6 +71,8 @@ export function sessionLines(sessions: Session[]): string[] {
         j.end_ns ? formatNs(j.end_ns) : "-",
         String(sessionChunks(s)),
         formatBytes(s.dataBytes),
+        j.durability ?? "-",
+        restore.get(s.id) === "refused" ? "no" : restore.get(s.id)!,
         s.state + (j.error ? ` (${j.error})` : "") + (j.superseded_by ? ", superseded" : ""),
       ];
     }),
@@ -65,14 +87,19 @@ export function register(program: Command): void {
     .argument("[dev]", "only the sessions of this device or image file")
     .addHelpText(
       "after",
-      "\nStates: open, closed, failed, damaged, interrupted (ended by a crash; restorable),\n" +
-        "incomplete (files missing). `bdsnap verify` also checks the data checksums.",
+      "\nStates: open, closed, failed, damaged, interrupted (ended by a crash), incomplete\n" +
+        "(files missing). DURABILITY: write-ahead (every pre-image was saved before its write\n" +
+        "reached the device: exact even after a crash) or flush (older modules: saved at the\n" +
+        "device's flushes, so a crash can lose some). RESTORE: how `bdsnap restore` would\n" +
+        "return to the state before the mount: exact, inexact (only with --accept-gap), no.\n" +
+        "`bdsnap verify` also checks the data checksums.",
     )
     .action(async (dev: string | undefined, _o: unknown, cmd: Command) => {
       const opts = globals(cmd);
       const root = storeRoot(opts).root;
-      const sessions = await sessionsOfDevice(await readStore(root), dev);
-      if (opts.json) printJson({ store: root, sessions: sessionsJson(sessions) });
-      else for (const l of sessionLines(sessions)) println(l);
+      const all = await readStore(root);
+      const sessions = await sessionsOfDevice(all, dev);
+      if (opts.json) printJson({ store: root, sessions: sessionsJson(sessions, all) });
+      else for (const l of sessionLines(sessions, all)) println(l);
     });
 }

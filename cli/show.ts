@@ -13,6 +13,7 @@ import { formatBytes, formatNs } from "./_lib/units.ts";
 import { changedRanges, type Range, sessionJson } from "./_lib/store_view.ts";
 import { readSessionSpec } from "./_lib/session_spec.ts";
 import type { Session } from "../lib/store.ts";
+import type { Durability } from "../lib/format.ts";
 
 /** The stable JSON shape of `show --json`. */
 export function showJson(s: Session, ranges: boolean) {
@@ -24,6 +25,13 @@ export function showJson(s: Session, ranges: boolean) {
   };
 }
 
+/** A durability and what it promises after a crash. */
+export function durabilityText(d: Durability): string {
+  return d === "write-ahead"
+    ? "write-ahead (each pre-image saved before its write reached the device)"
+    : "flush (pre-images saved at the device's flushes; a crash can lose some)";
+}
+
 /** The human report of `show`. */
 export function showLines(s: Session, ranges: Range[] | null): string[] {
   const j = sessionJson(s);
@@ -33,6 +41,7 @@ export function showLines(s: Session, ranges: Range[] | null): string[] {
     `device:      ${j.device}${j.kind ? ` (${j.kind}${j.dev ? `, ${j.dev}` : ""})` : ""}`,
     `filesystem:  ${j.fs_type ?? "-"}`,
     `state:       ${j.state}${j.error ? ` (${j.error})` : ""}`,
+    ...(j.durability ? [`durability:  ${durabilityText(j.durability)}`] : []),
     ...(j.superseded_by ? [`superseded:  undone by the restore to ${j.superseded_by}`] : []),
     `started:     ${j.start_ns ? formatNs(j.start_ns) : "-"}`,
     `ended:       ${j.end_ns ? formatNs(j.end_ns) : "-"}`,

@@ -10,9 +10,10 @@
  *
  * @example
  * ```ts
- * import { decodeMapHeader, encodeMapHeader } from "./format.ts";
+ * import { decodeMapHeader, encodeMapHeader, MAP_F_WRITE_AHEAD } from "./format.ts";
  * const bytes = encodeMapHeader({
- *   version: 1, chunkSize: 4096, deviceSize: 1 << 20, logicalBlockSize: 512, flags: 0,
+ *   version: 1, chunkSize: 4096, deviceSize: 1 << 20, logicalBlockSize: 512,
+ *   flags: MAP_F_WRITE_AHEAD,
  * });
  * decodeMapHeader(bytes).chunkSize; // 4096
  * ```
@@ -45,7 +46,9 @@ export const MAP_STRUCTS = {
       device_size: 24,
       logical_block_size: 32,
       flags: 36,
-      reserved: 40,
+      fail_errno: 40,
+      fail_records: 44,
+      reserved: 48,
       header_crc: 60,
     },
   },
@@ -61,6 +64,17 @@ export const MAP_STRUCTS = {
     },
   },
 } as const;
+
+/**
+ * BDSNAP_MAP_F_WRITE_AHEAD: every origin write that overwrote a chunk
+ * reached the device only after the chunk's record and data were durable,
+ * so the map is exact up to its last valid record even after a crash.
+ */
+export const MAP_F_WRITE_AHEAD = 1;
+/** BDSNAP_MAP_F_FAILED: the session failed (`fail_errno`); later writes were not saved. */
+export const MAP_F_FAILED = 2;
+/** Every flag bit this reader knows; any other bit is a format error. */
+export const MAP_F_KNOWN: number = MAP_F_WRITE_AHEAD | MAP_F_FAILED;
 
 /** Size of the blocks.map header: 64. */
 export const MAP_HEADER_SIZE: number = MAP_STRUCTS.bdsnap_map_header.size;
@@ -130,8 +144,8 @@ export class FormatError extends Error {
   }
 }
 
-/** struct bdsnap_map_header, decoded (magic, sizes and CRC are checked, not kept). */
-export interface MapHeader {
+/** The fields of struct bdsnap_map_header that {@linkcode encodeMapHeader} writes. */
+export interface MapHeaderFields {
   /** blocks.map version, {@linkcode MAP_VERSION}. */
   version: number;
   /** Copy-on-write unit in bytes. */
@@ -140,8 +154,24 @@ export interface MapHeader {
   deviceSize: number;
   /** Logical block size of the device in bytes. */
   logicalBlockSize: number;
-  /** Flags; 0 in version 1. */
+  /** `MAP_F_*` bits. */
   flags: number;
+  /** With {@linkcode MAP_F_FAILED}: the positive errno that failed the session; else 0. */
+  failErrno?: number;
+  /** With {@linkcode MAP_F_FAILED}: records durable when it failed; else 0. */
+  failRecords?: number;
+}
+
+/** struct bdsnap_map_header, decoded (magic, sizes and CRC are checked, not kept). */
+export interface MapHeader extends MapHeaderFields {
+  /** {@linkcode MAP_F_WRITE_AHEAD} is set. */
+  writeAhead: boolean;
+  /** {@linkcode MAP_F_FAILED} is set: failed, whatever meta.json says. */
+  failed: boolean;
+  /** The positive errno that failed the session, 0 unless failed. */
+  failErrno: number;
+  /** Records durable when it failed, 0 unless failed. */
+  failRecords: number;
 }
 
 /** struct bdsnap_map_record, decoded (the record CRC is checked, not kept). */
@@ -171,7 +201,7 @@ function getU64(v: DataView, at: number, field: string, base: number): number {
 }
 
 /** Encode a blocks.map header, computing its `header_crc`. */
-export function encodeMapHeader(header: MapHeader): Uint8Array<ArrayBuffer> {
+export function encodeMapHeader(header: MapHeaderFields): Uint8Array<ArrayBuffer> {
   const out = new Uint8Array(MAP_HEADER_SIZE);
   const v = dataView(out);
   out.set(new TextEncoder().encode(MAP_MAGIC), H.magic);
@@ -182,6 +212,8 @@ export function encodeMapHeader(header: MapHeader): Uint8Array<ArrayBuffer> {
   v.setBigUint64(H.device_size, BigInt(header.deviceSize), true);
   v.setUint32(H.logical_block_size, header.logicalBlockSize, true);
   v.setUint32(H.flags, header.flags, true);
+  v.setUint32(H.fail_errno, header.failErrno ?? 0, true);
+  v.setUint32(H.fail_records, header.failRecords ?? 0, true);
   v.setUint32(H.header_crc, crc32c(out.subarray(0, H.header_crc)), true);
   return out;
 }
@@ -223,7 +255,10 @@ export function decodeMapHeader(bytes: Uint8Array): MapHeader {
     throw new FormatError(`record_size ${recordSize}, expected ${MAP_RECORD_SIZE}`, H.record_size);
   }
   const flags = v.getUint32(H.flags, true);
-  if (flags !== 0) throw new FormatError(`unknown flags 0x${hex(flags)}`, H.flags);
+  if ((flags & ~MAP_F_KNOWN) !== 0) {
+    throw new FormatError(`unknown flags 0x${hex(flags & ~MAP_F_KNOWN)}`, H.flags);
+  }
+  const failed = (flags & MAP_F_FAILED) !== 0;
   const chunkSize = v.getUint32(H.chunk_size, true);
   if (chunkSize < 512 || chunkSize % 512 !== 0) {
     throw new FormatError(`chunk_size ${chunkSize} is not a multiple of 512`, H.chunk_size);
@@ -241,6 +276,11 @@ export function decodeMapHeader(bytes: Uint8Array): MapHeader {
     deviceSize: getU64(v, H.device_size, "device_size", 0),
     logicalBlockSize,
     flags,
+    writeAhead: (flags & MAP_F_WRITE_AHEAD) !== 0,
+    failed,
+    // Only meaningful with FAILED; a stray value elsewhere is not trusted.
+    failErrno: failed ? v.getUint32(H.fail_errno, true) : 0,
+    failRecords: failed ? v.getUint32(H.fail_records, true) : 0,
   };
 }
 
@@ -299,6 +339,16 @@ export const DEVICE_KINDS = ["block", "file"] as const;
 export type DeviceKind = typeof DEVICE_KINDS[number];
 
 /**
+ * The guarantees a session's pre-images can have (meta.json `durability`):
+ * `write-ahead`, every overwritten chunk was durable in the store before the
+ * write reached the device; `flush`, pre-images were durable only at the next
+ * origin flush (older modules, which do not record the field).
+ */
+export const DURABILITIES = ["write-ahead", "flush"] as const;
+/** A durability guarantee. */
+export type Durability = typeof DURABILITIES[number];
+
+/**
  * meta.json, decoded. The JSON names are the snake_case forms of these
  * (`logicalBlockSize` is `logical_block_size`); see docs/FORMAT.md.
  */
@@ -337,6 +387,16 @@ export interface SessionMeta {
   bytes: number;
   /** Write bios the device received outside any session before this mount. */
   unmountedWritesBefore: number;
+  /**
+   * The recorded guarantee, or `null` when meta.json has no `durability`
+   * (an older module: it means `flush`, see {@linkcode metaDurability}).
+   */
+  durability: Durability | null;
+}
+
+/** The guarantee meta.json claims: its `durability`, `flush` when absent. */
+export function metaDurability(meta: SessionMeta): Durability {
+  return meta.durability ?? "flush";
 }
 
 type FieldType = "string" | "count" | "positive" | "time";
@@ -427,6 +487,12 @@ export function parseMeta(data: Uint8Array | string): SessionMeta {
     throw new FormatError(`meta.json "dev" ${JSON.stringify(meta.dev)} is not major:minor`);
   }
   if (meta.device === "") throw new FormatError(`meta.json "device" is empty`);
+  // Optional: older modules do not write it.
+  const durability = obj.durability;
+  if (durability !== undefined && !(DURABILITIES as readonly unknown[]).includes(durability)) {
+    throw new FormatError(`meta.json "durability" ${JSON.stringify(durability)} is unknown`);
+  }
+  meta.durability = (durability as Durability | undefined) ?? null;
   return meta;
 }
 
@@ -434,6 +500,7 @@ export function parseMeta(data: Uint8Array | string): SessionMeta {
 export function encodeMeta(meta: SessionMeta): string {
   const obj: Record<string, unknown> = {};
   for (const [key, json] of META_FIELDS) obj[json] = meta[key];
+  if (meta.durability !== null) obj.durability = meta.durability;
   return JSON.stringify(obj, null, 2) + "\n";
 }
 

@@ -9,8 +9,10 @@
  * chain needs is open or damaged, when a session that may belong to the chain
  * names another device, or when a later session j > k recorded writes outside
  * any session (`unmounted_writes_before > 0`). A chain that would restore but
- * not provably exactly (a session missing, interrupted, failed or incomplete)
- * is refused too unless the caller passes `acceptGap`.
+ * not provably exactly is refused too unless the caller passes `acceptGap`:
+ * a session missing, failed (meta.json or the blocks.map header says so) or
+ * incomplete, or one interrupted by a crash without write-ahead durability.
+ * An interrupted write-ahead session is exact up to its last valid record.
  *
  * @example
  * ```ts
@@ -26,7 +28,7 @@
 
 import { formatProblem, type Problem, RestoreError, type RestoreErrorCode } from "./errors.ts";
 import { type DeviceKind, storeName } from "./format.ts";
-import { compareSessions, type Session, sortedOrder } from "./store.ts";
+import { compareSessions, failureText, type Session, sortedOrder } from "./store.ts";
 
 /** A run of device bytes whose pre-image comes from one place in one session's blocks.dat. */
 export interface PlanPiece {
@@ -257,17 +259,20 @@ export function checkChain(
           `${JSON.stringify(device)}'s: cannot tell which sessions belong to the chain`,
       );
     } else if (s.state === "failed") {
-      const err = s.meta!.error === "" ? "" : ` (${s.meta!.error})`;
-      gap("failed", s.id, `session ${s.id} failed${err}: its pre-images are incomplete`);
+      gap("failed", s.id, failedGap(s));
     } else if (s.state === "open" && !options.allowOpen) {
       refuse("open", `session ${s.id} is still open: unmount the device first`);
-    } else if (s.state === "interrupted") {
+    } else if (s.state === "interrupted" && s.durability !== "write-ahead") {
+      // Write-ahead sessions are exact up to their last valid record: the
+      // torn tail belongs to writes that never reached the device.
       gap(
         "interrupted",
         s.id,
         `session ${s.id} was interrupted (crash or power cut)` +
           (s.tail ? `; its map ends at offset ${s.tail.offset} (${s.tail.reason})` : "") +
-          `: writes after its last flush may not have been saved`,
+          `, and its durability was "flush" (recorded by a module without write-ahead): its ` +
+          `pre-images were durable only at the device's flushes, so writes that reached the ` +
+          `device after the last flush may have none`,
       );
     }
   }
@@ -330,6 +335,15 @@ export function checkChain(
   }
 
   return { target: k, chain, warnings: [...gaps.map((g) => g.message), ...warnings], gaps };
+}
+
+/** Why a failed session leaves a gap, with what the header recorded of the failure. */
+function failedGap(s: Session): string {
+  const why = failureText(s);
+  const h = s.header;
+  const at = h !== null && h.failed ? `, after ${h.failRecords} durable record(s)` : "";
+  return `session ${s.id} failed${why === "" ? "" : ` (${why})`}${at}: writes to the device ` +
+    `after the failure were not saved, so their chunks cannot be put back`;
 }
 
 function problemText(s: Session): string {

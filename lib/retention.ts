@@ -21,7 +21,10 @@
  *   Superseded sessions, and sessions cut off by a damaged one, are never
  *   restore points, so they never take a kept restore point's place.
  * - The newest `keep` restore points of each device (at least one: the
- *   newest restorable state is always kept) and everything newer stay.
+ *   newest restorable state is always kept) and everything newer stay. The
+ *   newest must be exact: a device whose restore points are all inexact (a
+ *   failed session, or a crash without write-ahead, in every chain) keeps
+ *   all its sessions, as one without any restore point does.
  * - Open sessions and sessions the module holds live stay, and so does
  *   everything newer than them. A device without any restore point keeps
  *   all its sessions (for inspection; a newer closed session frees them).
@@ -85,6 +88,8 @@ export type KeepReason =
   | "needed"
   /** No session of the device is a restore point: nothing of it is removed. */
   | "unrestorable"
+  /** Its device's restore points are all inexact: nothing of it is removed. */
+  | "inexact"
   /** Not selected by `olderThanMs` / `maxBytes`. */
   | "policy"
   /** An older session of the device stays, and only the oldest sessions are removed. */
@@ -168,16 +173,20 @@ function planChain(
   // judged as if closed (so a mounted device keeps its history), but is not
   // itself counted: it may still fail.
   const points: number[] = [];
+  let exact = false;
   for (let i = 0; i < n; i++) {
     if (held(chain[i])) continue;
-    if (restorability(all, chain[i].id, { allowOpen: true }).kind !== "refused") points.push(i);
+    const kind = restorability(all, chain[i].id, { allowOpen: true }).kind;
+    if (kind !== "refused") points.push(i);
+    if (kind === "exact") exact = true;
   }
   const want = Math.max(1, policy.keep ?? 1);
   const kept = points.slice(-want); // the newest restore points, oldest first
-  // Without any restore point nothing is removed: a newer session that
-  // closes makes the older ones removable, and until then they are all the
-  // user has to inspect (bdsnap verify).
-  const floor = kept.length > 0 ? kept[0] : 0;
+  // Without an exact restore point nothing is removed: the newest state kept
+  // must be one a restore gives back exactly (a failed or crashed session's
+  // is not). A newer session that closes makes the older ones removable;
+  // until then they are all the user has (bdsnap verify, --accept-gap).
+  const floor = exact ? kept[0] : 0;
   const firstHeld = chain.findIndex(held);
   const limit = Math.min(floor, firstHeld < 0 ? n : firstHeld);
 
@@ -193,15 +202,21 @@ function planChain(
   let removed = 0;
   while (removed < limit && selected(chain[removed])) total -= bytesOf(chain[removed++]);
 
-  const newest = points.length > 0 ? chain[points[points.length - 1]] : null;
-  const oldestKeptPoint = kept.length > 0 ? chain[kept[0]] : null;
+  const newest = exact ? chain[points[points.length - 1]] : null;
+  const oldestKeptPoint = exact ? chain[kept[0]] : null;
   const keep: KeptSession[] = [];
   for (let i = removed; i < n; i++) {
     const s = chain[i];
     const why = (reason: KeepReason, detail: string) => keep.push({ session: s, reason, detail });
     if (s.state === "open") why("open", "still open (mounted)");
     else if (held(s)) why("live", "the module holds it open");
-    else if (newest === null) {
+    else if (newest === null && points.length > 0) {
+      why(
+        "inexact",
+        "no session of its device restores exactly (only with --accept-gap); nothing of it " +
+          "is removed until a newer session closes",
+      );
+    } else if (newest === null) {
       why("unrestorable", "no session of its device can be restored to; kept for inspection");
     } else if (s === newest) why("newest", "the newest restore point of its device");
     else if (i >= floor && kept.includes(i)) {

@@ -18,6 +18,7 @@
 export {
   compareSessions,
   DEFAULT_STORE_ROOT,
+  failureText,
   listSessions,
   type ReadOptions,
   readSession,

@@ -11,10 +11,17 @@
  * - `interrupted`: meta.json says open but the module does not report it
  *   open (a crash or power cut ended it); its usable map prefix is kept;
  * - `closed`: ended cleanly, and the map and data sizes agree with meta.json;
- * - `failed`: the module stopped copy-on-write for it;
+ * - `failed`: the module stopped copy-on-write for it: meta.json says so, or
+ *   the blocks.map header has FAILED (which wins over meta.json, whose
+ *   rewrite can fail on a full store);
  * - `damaged`: something breaks the format (see {@linkcode Session.problems});
  * - `incomplete`: meta.json, blocks.map or blocks.dat is missing, or
  *   meta.json is empty: the session never got going.
+ *
+ * Each session also has a {@linkcode Session.durability}: `write-ahead` only
+ * when both the header flag and meta.json say so, else `flush`. An
+ * interrupted write-ahead session is exact up to its last valid record; an
+ * interrupted `flush` one is not provably exact.
  *
  * @example
  * ```ts
@@ -31,11 +38,13 @@ import { type Problem, RestoreError } from "./errors.ts";
 import {
   decodeMapHeader,
   decodeMapRecord,
+  type Durability,
   FILES,
   FormatError,
   MAP_HEADER_SIZE,
   MAP_RECORD_SIZE,
   type MapHeader,
+  metaDurability,
   parseMeta,
   parseSessionId,
   parseSuperseded,
@@ -45,6 +54,7 @@ import {
   type SupersededMark,
 } from "./format.ts";
 import { ioError } from "./io_error.ts";
+import { errnoDescription, errnoName } from "../ffi/_errno.ts";
 
 /** Where the module keeps sessions unless told otherwise. */
 export const DEFAULT_STORE_ROOT = "/snapshot";
@@ -103,6 +113,22 @@ export interface Session {
   problems: Problem[];
   /** The restorer's mark when a restore to an earlier session undid this one's changes. */
   superseded: SupersededMark | null;
+  /**
+   * The guarantee its pre-images had: `write-ahead` when the blocks.map
+   * header has WRITE_AHEAD and meta.json says `"write-ahead"`; `flush`
+   * otherwise (the weaker of the two claims wins).
+   */
+  durability: Durability;
+}
+
+/** Why a failed session failed: meta.json's `error`, else the header's errno. */
+export function failureText(s: Session): string {
+  if (s.meta !== null && s.meta.error !== "") return s.meta.error;
+  const h = s.header;
+  if (h !== null && h.failed && h.failErrno > 0) {
+    return `${errnoDescription(h.failErrno)} (${errnoName(h.failErrno)})`;
+  }
+  return "";
 }
 
 /** Options of {@linkcode readSession} and {@linkcode listSessions}. */
@@ -174,6 +200,7 @@ export async function readSession(dir: string, options: ReadOptions = {}): Promi
     tail: null,
     problems: [],
     superseded: null,
+    durability: "flush",
   };
   const problem = (file: string | undefined, message: string, offset?: number) => {
     session.problems.push({ session: id, file, offset, message });
@@ -269,12 +296,20 @@ export async function readSession(dir: string, options: ReadOptions = {}): Promi
   }
 
   if (header !== null) readRecords(session, mapBytes!, header, problem);
+  // The weaker claim wins: both the header and meta.json must say write-ahead.
+  if (header?.writeAhead && meta !== null && metaDurability(meta) === "write-ahead") {
+    session.durability = "write-ahead";
+  }
 
   if (session.problems.length > 0 || meta === null) {
     session.state = "damaged";
     return session;
   }
-  if (meta.state === "closed") {
+  if (header!.failed) {
+    // The module sets FAILED before it lets unsaved writes through, and
+    // meta.json's rewrite may have failed: the header wins.
+    session.state = "failed";
+  } else if (meta.state === "closed") {
     if (session.tail !== null) {
       problem(FILES.map, `${session.tail.reason} in a closed session`, session.tail.offset);
     }

@@ -10,10 +10,13 @@
 
 import { crc32c } from "../lib/crc32c.ts";
 import {
+  type Durability,
   encodeMapHeader,
   encodeMapRecord,
   encodeMeta,
   formatSessionId,
+  MAP_F_FAILED,
+  MAP_F_WRITE_AHEAD,
   type MetaState,
   type SessionMeta,
 } from "../lib/format.ts";
@@ -39,6 +42,22 @@ export interface SessionSpec {
   error?: string;
   unmountedWritesBefore?: number;
   records: RecordSpec[];
+  /**
+   * The module's default, `write-ahead`: the header flag and meta.json's
+   * field. `flush`: as an older module wrote it (no flag, no field).
+   */
+  durability?: Durability;
+  /**
+   * The module failed the session and rewrote the header (FAILED, this
+   * errno, `records` durable, default all); meta.json keeps `state`.
+   */
+  headerFailed?: { errno: number; records?: number };
+  /**
+   * Only the first N records reach the store: the writes behind the others
+   * reached the device without a saved pre-image (what a failure, or a crash
+   * of a session without write-ahead, leaves). Default: all.
+   */
+  savedRecords?: number;
 }
 
 /** Write one session directory under `root`; returns its id. */
@@ -47,15 +66,20 @@ export async function writeSession(root: string, spec: SessionSpec): Promise<str
   const dir = `${root}/${id}`;
   await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
   const chunkSize = spec.chunkSize ?? 4096;
+  const durability = spec.durability ?? "write-ahead";
+  const failed = spec.headerFailed;
+  const records = spec.records.slice(0, spec.savedRecords ?? spec.records.length);
   const parts: Uint8Array[] = [encodeMapHeader({
     version: 1,
     chunkSize,
     deviceSize: spec.size,
     logicalBlockSize: spec.logicalBlockSize ?? 512,
-    flags: 0,
+    flags: (durability === "write-ahead" ? MAP_F_WRITE_AHEAD : 0) | (failed ? MAP_F_FAILED : 0),
+    failErrno: failed?.errno ?? 0,
+    failRecords: failed ? failed.records ?? records.length : 0,
   })];
   let dat = 0;
-  spec.records.forEach((r, seq) => {
+  records.forEach((r, seq) => {
     parts.push(encodeMapRecord({
       devOffset: r.devOffset,
       datOffset: dat,
@@ -65,7 +89,7 @@ export async function writeSession(root: string, spec: SessionSpec): Promise<str
     }));
     dat += r.data.length;
   });
-  await Deno.writeFile(`${dir}/blocks.dat`, concat(spec.records.map((r) => r.data)));
+  await Deno.writeFile(`${dir}/blocks.dat`, concat(records.map((r) => r.data)));
   await Deno.writeFile(`${dir}/blocks.map`, concat(parts));
   const state = spec.state ?? "closed";
   const meta: SessionMeta = {
@@ -83,9 +107,10 @@ export async function writeSession(root: string, spec: SessionSpec): Promise<str
     endTimeNs: state === "open" ? 0 : spec.mountTimeNs + 1_000_000_000,
     state,
     error: spec.error ?? "",
-    records: state === "open" ? 0 : spec.records.length,
+    records: state === "open" ? 0 : records.length,
     bytes: state === "open" ? 0 : dat,
     unmountedWritesBefore: spec.unmountedWritesBefore ?? 0,
+    durability: durability === "write-ahead" ? "write-ahead" : null,
   };
   await Deno.writeTextFile(`${dir}/meta.json`, encodeMeta(meta));
   return id;
@@ -118,6 +143,12 @@ export interface MountSpec {
   state?: MetaState;
   /** Start a new activation before this mount (seq starts again at 1). */
   reactivate?: boolean;
+  /** The session's durability (default write-ahead, see {@linkcode SessionSpec}). */
+  durability?: Durability;
+  /** The header says FAILED (see {@linkcode SessionSpec}). */
+  headerFailed?: { errno: number; records?: number };
+  /** Pre-images that reached the store (see {@linkcode SessionSpec}). */
+  savedRecords?: number;
 }
 
 /** What {@linkcode simulate} produced. */
@@ -186,6 +217,9 @@ export function simulate(
       state: m.state ?? "closed",
       unmountedWritesBefore: unmounted,
       records,
+      durability: m.durability,
+      headerFailed: m.headerFailed,
+      savedRecords: m.savedRecords,
     });
     unmounted = 0;
     for (const w of m.unmountedAfter ?? []) {

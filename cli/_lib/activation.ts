@@ -29,6 +29,20 @@ export function absolutePath(path: string, cwd: string = Deno.cwd()): string {
   return "/" + out.join("/");
 }
 
+/**
+ * Is `path` a block device or a regular file (what activate takes)? So
+ * that an ENOTBLK can be told apart: the target's, or the store's.
+ * Undefined when it cannot be looked at.
+ */
+export function usableTarget(path: string): boolean | undefined {
+  try {
+    const st = Deno.statSync(path);
+    return st.isFile || st.isBlockDevice === true;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Register `activate` or `deactivate`. */
 export function registerTargetCommand(program: Command, op: "activate" | "deactivate"): void {
   const activating = op === "activate";
@@ -57,7 +71,13 @@ export function registerTargetCommand(program: Command, op: "activate" | "deacti
       await audited({ command: op, device: path }, async () => {
         if (!control.isLoaded()) throw new CliError(NOT_LOADED, EXIT_NO_MODULE);
         const pw = await getPassword({ file: o.passwordFile });
-        const ctx = { op, path, euid: geteuid(), storeRoot: storeRoot(opts).root };
+        const ctx = {
+          op,
+          path,
+          euid: geteuid(),
+          storeRoot: storeRoot(opts).root,
+          pathUsable: activating ? usableTarget(path) : undefined,
+        };
         explained(ctx, () => (activating ? control.activate : control.deactivate)(path, pw, o.via));
       });
       report(opts, `${activating ? "activated" : "deactivated"} ${path}`, {

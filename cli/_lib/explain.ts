@@ -27,8 +27,13 @@ export interface ErrnoContext {
   op: string;
   /** The path the operation was about, if any. */
   path?: string;
-  /** The store root, for EXDEV. */
+  /** The store root, for EXDEV and ENOTBLK. */
   storeRoot?: string;
+  /**
+   * `path` is a block device or a regular file, as activate wants: an
+   * ENOTBLK is then about the store. Undefined: not known.
+   */
+  pathUsable?: boolean;
   /** Effective uid (to tell "not root" from "wrong password"); default: unknown. */
   euid?: number;
 }
@@ -44,6 +49,7 @@ export function explainErrno(errno: number, ctx: ErrnoContext): CliError {
     new CliError(msg, exit, { code, errno: name });
   const fail = (msg: string, code: ErrorCode = "error") =>
     make(`${msg} (${name})`, EXIT_FAILED, code);
+  const store = ctx.storeRoot ? ` (${ctx.storeRoot})` : "";
   switch (errno) {
     case ERRNO.EPERM:
       if (ctx.euid !== undefined && ctx.euid !== 0) {
@@ -55,8 +61,17 @@ export function explainErrno(errno: number, ctx: ErrnoContext): CliError {
       return make(`permission denied (${name}): ${ctx.op} needs root`, EXIT_PERMISSION);
     case ERRNO.ENOENT:
       return fail(`no such device or file: ${what}`, "not-found");
-    case ERRNO.ENOTBLK:
-      return fail(`${what} is neither a block device nor a regular file`, "invalid");
+    case ERRNO.ENOTBLK: {
+      const bad = `${what} is neither a block device nor a regular file`;
+      if (ctx.op !== "activate" || ctx.pathUsable === false) return fail(bad, "invalid");
+      // The module also refuses a store whose filesystem has no block device.
+      const noDev = `the snapshot store${store} is on a filesystem without a block device ` +
+        "(NFS, FUSE, virtiofs, tmpfs), which the module refuses";
+      return fail(
+        ctx.pathUsable ? `${noDev}: put the store on a local block device` : `${bad}, or ${noDev}`,
+        "invalid",
+      );
+    }
     case ERRNO.EALREADY:
       return ctx.op === "deactivate"
         ? fail(`${what} is not activated`, "not-activated")
@@ -70,8 +85,8 @@ export function explainErrno(errno: number, ctx: ErrnoContext): CliError {
       return fail(`path or password too long`, "invalid");
     case ERRNO.EXDEV:
       return fail(
-        `the snapshot store${ctx.storeRoot ? ` (${ctx.storeRoot})` : ""} lives on ${what}: ` +
-          "put the store on another device",
+        `the snapshot store${store} lives on ${what} or on a device stacked on it (a loop ` +
+          "image kept on it, a dm or md device over it): put the store on another device",
         "invalid",
       );
     case ERRNO.EINVAL:

@@ -107,6 +107,10 @@ export function exactAfter(
   return later.find((s) => restorability(sessions, s.id).kind === "exact") ?? null;
 }
 
+/** What an inexact restore leaves, in the words every message uses. */
+export const INEXACT = "the device will then hold a mix of its pre-mount blocks and blocks " +
+  "written after that mount (where the chain has gaps), not the state before the mount";
+
 /** The refusal in words, with the next step that works. */
 export function refusalAdvice(
   e: RestoreError,
@@ -120,8 +124,7 @@ export function refusalAdvice(
     ? ""
     : `; ${next.id} is the oldest session after it that restores exactly`;
   if (e.acceptable) {
-    return `${e.message}. To restore anyway, knowing the result is not exactly that state, ` +
-      `pass --accept-gap${instead}`;
+    return `${e.message}. To restore anyway, knowing that ${INEXACT}, pass --accept-gap${instead}`;
   }
   if (e.code === "not-found" || e.code === "invalid") return e.message;
   return e.message + instead;
@@ -151,6 +154,7 @@ export function planForCli(
 export function reportWarnings(opts: GlobalOptions, plan: Plan): void {
   const gaps = new Set(plan.gaps.map((g) => g.message));
   for (const g of gaps) eprintln(`bdsnap: WARNING: not exact (--accept-gap): ${g}`);
+  if (gaps.size > 0) eprintln(`bdsnap: WARNING: ${INEXACT}`);
   for (const w of plan.warnings) if (!gaps.has(w)) warn(opts, w);
 }
 
@@ -169,6 +173,7 @@ export function planJson(plan: Plan) {
     sessions: plan.sessions.map((s, i) => ({
       id: s.id,
       state: s.state,
+      durability: s.durability,
       bytes_used: plan.usage[i].bytes,
     })),
     warnings: plan.warnings,
@@ -185,13 +190,28 @@ export function planLines(plan: Plan, target: string): string[] {
     ...(target !== plan.device ? [`target:   ${target}`] : []),
     `state:    as before the mount of ${when} (session ${plan.target.id})`,
     `writes:   ${plan.chunks} chunks, ${formatBytes(plan.bytes)} in ${plan.extents.length} extents`,
+    `result:   ${guarantee(plan)}`,
     `sessions: ${plan.sessions.length} (chain rule: each chunk from the earliest session that saved it)`,
   ];
   plan.sessions.forEach((s, i) => {
     const t = s.meta ? formatNs(s.meta.mountTimeNs) : "?";
-    lines.push(`  ${s.id}  ${t}  ${s.state}  ${formatBytes(plan.usage[i].bytes)} used`);
+    lines.push(
+      `  ${s.id}  ${t}  ${s.state}, ${s.durability}  ${formatBytes(plan.usage[i].bytes)} used`,
+    );
   });
   return lines;
+}
+
+/** The guarantee a plan gives, and what it rests on. */
+export function guarantee(plan: Plan): string {
+  if (plan.gaps.length > 0) {
+    return `NOT exact (--accept-gap: ${plan.gaps.length} gap(s), see the warnings)`;
+  }
+  const crashed = plan.sessions.filter((s) => s.state === "interrupted").length;
+  return crashed === 0
+    ? "exact (every session of the chain ended cleanly)"
+    : `exact (${crashed} session(s) cut by a crash, but write-ahead: complete up to their ` +
+      `last record)`;
 }
 
 /** Devices in the store (by recorded path), each with its sessions oldest first. */

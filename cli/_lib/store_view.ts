@@ -8,7 +8,14 @@
 import { CliError, EXIT_FAILED, EXIT_PERMISSION, fromRestoreError } from "./errors.ts";
 import { formatProblem, RestoreError } from "../../lib/errors.ts";
 import { errnoOf } from "../../lib/io_error.ts";
-import { listSessions, readSession, type Session, sortedOrder } from "../../lib/store.ts";
+import {
+  failureText,
+  listSessions,
+  readSession,
+  type Session,
+  sortedOrder,
+} from "../../lib/store.ts";
+import type { Durability } from "../../lib/format.ts";
 import * as control from "../../ffi/control.ts";
 import { isoFromNs } from "./units.ts";
 
@@ -103,6 +110,8 @@ export interface SessionJson {
   end_ns: number | null;
   state: string;
   error: string | null;
+  /** The guarantee its pre-images had (`write-ahead` or `flush`); null without meta.json. */
+  durability: Durability | null;
   chunks: number;
   bytes: number;
   records: number;
@@ -130,7 +139,8 @@ export function sessionJson(s: Session): SessionJson {
     start_ns: startNs,
     end_ns: m?.endTimeNs ? m.endTimeNs : null,
     state: s.state,
-    error: m?.error ? m.error : null,
+    error: failureText(s) || null,
+    durability: m ? s.durability : null,
     chunks: sessionChunks(s),
     bytes: s.dataBytes,
     records: s.records.count,

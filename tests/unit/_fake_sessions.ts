@@ -5,6 +5,7 @@
  */
 
 import { formatSessionId, parseSessionId } from "../../lib/format.ts";
+import type { Durability } from "../../lib/format.ts";
 import type { Session, SessionState } from "../../lib/store.ts";
 
 /** One session to make. */
@@ -21,6 +22,8 @@ export interface FakeSpec {
   bytes?: number;
   /** A damaged or incomplete session that lost its meta.json. */
   noMeta?: boolean;
+  /** Default write-ahead, the module's default. */
+  durability?: Durability;
 }
 
 const T0_NS = Date.UTC(2026, 10, 1) * 1e6;
@@ -42,6 +45,7 @@ export function fakeSession(spec: FakeSpec): Session {
     : "closed";
   const bytes = spec.bytes ?? 4096;
   const broken = spec.state === "damaged" || spec.state === "incomplete";
+  const durability = spec.durability ?? "write-ahead";
   return {
     id,
     dir: `/nonexistent/${id}`,
@@ -64,6 +68,7 @@ export function fakeSession(spec: FakeSpec): Session {
       records: 1,
       bytes,
       unmountedWritesBefore: spec.unmountedWritesBefore ?? 0,
+      durability: durability === "write-ahead" ? "write-ahead" : null,
     },
     header: null,
     idParts: parseSessionId(id),
@@ -79,10 +84,18 @@ export function fakeSession(spec: FakeSpec): Session {
     tail: null,
     problems: broken ? [{ session: id, file: "blocks.map", message: `made ${spec.state}` }] : [],
     superseded: spec.supersededBy ? { restoredTo: spec.supersededBy, time: "" } : null,
+    durability,
   };
 }
 
 /** A chain of one device: states oldest first, one minute apart, seq 1, 2, … */
-export function fakeChain(device: string, states: SessionState[], first = 0): Session[] {
-  return states.map((state, i) => fakeSession({ device, seq: i + 1, minute: first + i, state }));
+export function fakeChain(
+  device: string,
+  states: SessionState[],
+  first = 0,
+  durability?: Durability,
+): Session[] {
+  return states.map((state, i) =>
+    fakeSession({ device, seq: i + 1, minute: first + i, state, durability })
+  );
 }

@@ -5,6 +5,7 @@ import { ERRNO, ErrnoError } from "../../ffi/libc.ts";
 import { ModuleNotLoadedError } from "../../ffi/control.ts";
 import { checkParams, explainLoadError, moduleCandidates, paramArg } from "../../cli/load.ts";
 import { inUseMessage } from "../../cli/unload.ts";
+import { usableTarget } from "../../cli/_lib/activation.ts";
 
 function msg(name: string, op: string, extra: Record<string, unknown> = {}) {
   const e = explainErrno(ERRNO[name], { op, path: "/dev/vdb", euid: 0, ...extra });
@@ -23,14 +24,31 @@ Deno.test("errno to message: activate and deactivate refusals", () => {
   ]);
   assert.deepEqual(msg("EACCES", "status"), ["permission denied (EACCES): status needs root", 3]);
   assert.deepEqual(msg("ENOENT", "activate"), ["no such device or file: /dev/vdb (ENOENT)", 1]);
-  assert.deepEqual(msg("ENOTBLK", "activate"), [
+  // ENOTBLK from activate: the target's, or the store's (a filesystem without a block device).
+  assert.deepEqual(msg("ENOTBLK", "activate", { pathUsable: false }), [
     "/dev/vdb is neither a block device nor a regular file (ENOTBLK)",
     1,
   ]);
+  assert.deepEqual(msg("ENOTBLK", "activate", { pathUsable: true, storeRoot: "/snapshot" }), [
+    "the snapshot store (/snapshot) is on a filesystem without a block device (NFS, FUSE, " +
+    "virtiofs, tmpfs), which the module refuses: put the store on a local block device (ENOTBLK)",
+    1,
+  ]);
+  assert.match(
+    msg("ENOTBLK", "activate", { storeRoot: "/snapshot" })[0] as string,
+    /^\/dev\/vdb is neither a block device nor a regular file, or the snapshot store \(\/snapshot\) is on a filesystem without a block device .*\(ENOTBLK\)$/,
+  );
+  assert.deepEqual(
+    msg("ENOTBLK", "deactivate")[0],
+    msg("ENOTBLK", "activate", {
+      pathUsable: false,
+    })[0],
+  );
   assert.deepEqual(msg("EALREADY", "activate"), ["/dev/vdb is already activated (EALREADY)", 1]);
   assert.deepEqual(msg("EALREADY", "deactivate"), ["/dev/vdb is not activated (EALREADY)", 1]);
   assert.deepEqual(msg("EXDEV", "activate", { storeRoot: "/snapshot" }), [
-    "the snapshot store (/snapshot) lives on /dev/vdb: put the store on another device (EXDEV)",
+    "the snapshot store (/snapshot) lives on /dev/vdb or on a device stacked on it (a loop image " +
+    "kept on it, a dm or md device over it): put the store on another device (EXDEV)",
     1,
   ]);
   assert.deepEqual(msg("ENAMETOOLONG", "activate"), [
@@ -141,4 +159,13 @@ Deno.test("cli: errors are one line; a stack trace only with BDSNAP_DEBUG=1", as
     if (saved === undefined) Deno.env.delete("BDSNAP_DEBUG");
     else Deno.env.set("BDSNAP_DEBUG", saved);
   }
+});
+
+Deno.test("activate tells the target's ENOTBLK from the store's by looking at the target", async () => {
+  const dir = await Deno.makeTempDir();
+  await Deno.writeFile(`${dir}/disk.img`, new Uint8Array(512));
+  assert.equal(usableTarget(`${dir}/disk.img`), true);
+  assert.equal(usableTarget(dir), false);
+  assert.equal(usableTarget(`${dir}/none`), undefined);
+  await Deno.remove(dir, { recursive: true });
 });

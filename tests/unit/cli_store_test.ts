@@ -58,6 +58,7 @@ const SESSION_KEYS = [
   "end_ns",
   "state",
   "error",
+  "durability",
   "chunks",
   "bytes",
   "records",
@@ -83,7 +84,7 @@ Deno.test("sessions --json: stable shape, oldest first, filtered by device", asy
     ...ids["/img/a b.img"],
   ]);
   const s = out.sessions[0];
-  assert.deepEqual(Object.keys(s), [...SESSION_KEYS, "chain_number"]);
+  assert.deepEqual(Object.keys(s), [...SESSION_KEYS, "restore", "exact", "chain_number"]);
   assert.deepEqual(
     { ...s, problems: undefined, chain_number: undefined },
     {
@@ -99,6 +100,7 @@ Deno.test("sessions --json: stable shape, oldest first, filtered by device", asy
       end_ns: T0 + 1e9,
       state: "closed",
       error: null,
+      durability: "write-ahead",
       chunks: 4,
       bytes: 16384,
       records: 4,
@@ -107,6 +109,8 @@ Deno.test("sessions --json: stable shape, oldest first, filtered by device", asy
       unmounted_writes_before: 0,
       superseded_by: null,
       problems: undefined,
+      restore: "exact",
+      exact: true,
       chain_number: undefined,
     },
   );
@@ -123,14 +127,17 @@ Deno.test("sessions: human table with units and local times", async () => {
   const r = await run(["--store", root, "sessions"]);
   assert.equal(r.code, 0, r.stderr);
   const lines = r.stdout.trimEnd().split("\n");
-  assert.match(lines[0], /^# +SESSION +DEVICE +FS +STARTED +ENDED +CHUNKS +SIZE +STATE$/);
+  assert.match(
+    lines[0],
+    /^# +SESSION +DEVICE +FS +STARTED +ENDED +CHUNKS +SIZE +DURABILITY +RESTORE +STATE$/,
+  );
   assert.ok(lines[1].startsWith(`1  ${ids["/dev/vdb"][0]}`), lines[1]);
   assert.ok(lines[2].startsWith(`2  ${ids["/dev/vdb"][1]}`), lines[2]);
   assert.match(
     lines[1],
-    /\/dev\/vdb +ext4 +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d +4 +16\.0 KiB +closed$/,
+    /\/dev\/vdb +ext4 +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d +4 +16\.0 KiB +write-ahead +inexact +closed$/,
   );
-  assert.match(lines[2], /failed \(ENOSPC\)$/);
+  assert.match(lines[2], /write-ahead +inexact +failed \(ENOSPC\)$/);
   const empty = await Deno.makeTempDir();
   assert.equal((await run(["--store", empty, "sessions"])).stdout, "no sessions\n");
   const missing = await run(["--store", `${empty}/nope`, "sessions"]);

@@ -8,8 +8,11 @@ import {
   encodeMeta,
   FormatError,
   formatSessionId,
+  MAP_F_FAILED,
+  MAP_F_WRITE_AHEAD,
   MAP_HEADER_SIZE,
   MAP_RECORD_SIZE,
+  metaDurability,
   parseMeta,
   parseSessionId,
   type SessionMeta,
@@ -38,7 +41,14 @@ Deno.test("format: header round trip and checks", () => {
   const bytes = encodeMapHeader(h);
   assert.equal(bytes.length, MAP_HEADER_SIZE);
   assert.equal(new TextDecoder().decode(bytes.subarray(0, 8)), "BDSNAPMP");
-  assert.deepEqual(decodeMapHeader(bytes), h);
+  // A header of an older module: no flags, the weaker guarantee.
+  assert.deepEqual(decodeMapHeader(bytes), {
+    ...h,
+    writeAhead: false,
+    failed: false,
+    failErrno: 0,
+    failRecords: 0,
+  });
 
   assert.throws(() => decodeMapHeader(bytes.subarray(0, 63)), /shorter than/);
   const badMagic = bytes.slice();
@@ -51,8 +61,44 @@ Deno.test("format: header round trip and checks", () => {
     () => decodeMapHeader(encodeMapHeader({ ...h, version: 2 })),
     /unknown map version 2/,
   );
-  assert.throws(() => decodeMapHeader(encodeMapHeader({ ...h, flags: 1 })), /unknown flags/);
+  assert.throws(
+    () => decodeMapHeader(encodeMapHeader({ ...h, flags: MAP_F_WRITE_AHEAD | 4 })),
+    (e) =>
+      e instanceof FormatError && e.offset === 36 && /unknown flags 0x00000004/.test(e.message),
+  );
+  assert.throws(() => decodeMapHeader(encodeMapHeader({ ...h, flags: 1 << 31 })), /unknown flags/);
   assert.throws(() => decodeMapHeader(encodeMapHeader({ ...h, chunkSize: 1000 })), /chunk_size/);
+});
+
+Deno.test("format: header flags WRITE_AHEAD and FAILED, with fail_errno and fail_records", () => {
+  const base = { version: 1, chunkSize: 4096, deviceSize: 1 << 30, logicalBlockSize: 4096 };
+  const wa = decodeMapHeader(encodeMapHeader({ ...base, flags: MAP_F_WRITE_AHEAD }));
+  assert.deepEqual([wa.writeAhead, wa.failed, wa.failErrno, wa.failRecords], [true, false, 0, 0]);
+  const bytes = encodeMapHeader({
+    ...base,
+    flags: MAP_F_WRITE_AHEAD | MAP_F_FAILED,
+    failErrno: 28,
+    failRecords: 513,
+  });
+  // The byte layout the kernel writes: flags at 36, fail_errno at 40, fail_records at 44.
+  const v = new DataView(bytes.buffer);
+  assert.deepEqual([v.getUint32(36, true), v.getUint32(40, true), v.getUint32(44, true)], [
+    3,
+    28,
+    513,
+  ]);
+  assert.deepEqual(bytes.subarray(48, 60), new Uint8Array(12), "reserved stays zero");
+  assert.equal(v.getUint32(60, true), crc32c(bytes.subarray(0, 60)));
+  const failed = decodeMapHeader(bytes);
+  assert.deepEqual(
+    [failed.writeAhead, failed.failed, failed.failErrno, failed.failRecords],
+    [true, true, 28, 513],
+  );
+  // FAILED alone (an older durability that failed) is valid too.
+  assert.equal(decodeMapHeader(encodeMapHeader({ ...base, flags: MAP_F_FAILED })).failed, true);
+  // fail_* without FAILED are not believed.
+  const stray = decodeMapHeader(encodeMapHeader({ ...base, flags: 0, failErrno: 5 }));
+  assert.deepEqual([stray.failed, stray.failErrno], [false, 0]);
 });
 
 Deno.test("format: record round trip and checks", () => {
@@ -88,6 +134,7 @@ function meta(over: Partial<SessionMeta> = {}): SessionMeta {
     records: 0,
     bytes: 0,
     unmountedWritesBefore: 0,
+    durability: "write-ahead",
     ...over,
   };
 }
@@ -99,6 +146,20 @@ Deno.test("format: meta.json round trip uses the snake_case names", () => {
   assert.match(text, /"unmounted_writes_before": 0/);
   assert.deepEqual(parseMeta(text), m);
   assert.deepEqual(parseMeta(enc.encode(text)), m);
+  assert.match(text, /"durability": "write-ahead"/);
+});
+
+Deno.test("format: meta.json durability is optional (older modules) and checked", () => {
+  const { durability: _, ...old } = JSON.parse(encodeMeta(meta()));
+  const parsed = parseMeta(JSON.stringify(old));
+  assert.equal(parsed.durability, null);
+  assert.equal(metaDurability(parsed), "flush");
+  assert.doesNotMatch(encodeMeta(parsed), /durability/, "written back as it was");
+  assert.equal(metaDurability(parseMeta(JSON.stringify({ ...old, durability: "flush" }))), "flush");
+  assert.throws(
+    () => parseMeta(JSON.stringify({ ...old, durability: "sync" })),
+    /"durability" "sync" is unknown/,
+  );
 });
 
 Deno.test("format: meta.json errors name the field", () => {

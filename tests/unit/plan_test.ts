@@ -135,12 +135,15 @@ Deno.test("plan: refuses open, failed, damaged, incomplete and missing sessions"
     { writes: [{ offset: 8192, data: new Uint8Array(4096).fill(2) }] },
     { writes: [{ offset: 16384, data: new Uint8Array(4096).fill(3) }] },
   ];
-  // Open: the last session is still live.
-  let { root, ids } = await build(mounts().map((m, i) => (i === 2 ? { ...m, state: "open" } : m)));
+  // Open: the last session is still live (recorded by an older module: "flush").
+  let { root, ids } = await build(
+    mounts().map((m, i) => (i === 2 ? { ...m, state: "open", durability: "flush" } : m)),
+  );
   let s = await listSessions(root, { liveSessions: new Set([ids[2]]) });
   refuses(() => planRestore(s, ids[0]), "open", /still open: unmount/);
   refuses(() => planRestore(s, ids[2]), "open");
-  // The same session after a crash: interrupted, a gap; usable only when accepted.
+  // The same session after a crash: interrupted without write-ahead, a gap;
+  // usable only when accepted.
   s = await listSessions(root, { liveSessions: new Set() });
   refuses(() => planRestore(s, ids[0]), "interrupted", /would not be exact: .*interrupted/);
   const plan = planRestore(s, ids[0], { acceptGap: true });
@@ -159,7 +162,11 @@ Deno.test("plan: refuses open, failed, damaged, incomplete and missing sessions"
   ({ root, ids } = await build(mounts().map((m, i) => (i === 1 ? { ...m, state: "failed" } : m))));
   s = await listSessions(root, { liveSessions: new Set() });
   refuses(() => planRestore(s, ids[0]), "failed");
-  refuses(() => planRestore(s, ids[1]), "failed", /its pre-images are incomplete/);
+  refuses(
+    () => planRestore(s, ids[1]),
+    "failed",
+    /failed: writes to the device after the failure were not saved/,
+  );
   assert.equal(planRestore(s, ids[0], { acceptGap: true }).gaps[0].code, "failed");
   assert.equal(planRestore(s, ids[2]).sessions.length, 1); // after it: fine
 

@@ -1,49 +1,9 @@
 import assert from "node:assert/strict";
 import { run } from "./_restore_cli.ts";
-import {
-  flipBit,
-  type History,
-  randomBytes,
-  randomWrites,
-  rng,
-  simulate,
-  writeHistory,
-} from "../_store_writer.ts";
+import { fixture, type FixtureMount, script, SIZE } from "./_restore_fixture.ts";
+import { flipBit } from "../_store_writer.ts";
 import type { RestoreDeps } from "../../cli/_lib/restore_common.ts";
 import { listSessions } from "../../lib/store.ts";
-
-const SIZE = 256 * 1024;
-
-interface Fixture {
-  dir: string;
-  root: string;
-  image: string;
-  ids: string[];
-  h: History;
-}
-
-async function fixture(
-  states: Array<"closed" | "open"> = ["closed", "closed", "closed"],
-): Promise<Fixture> {
-  const dir = await Deno.makeTempDir({ prefix: "bdsnap-cli-" });
-  const root = `${dir}/store`;
-  const image = `${dir}/disk.img`;
-  const rand = rng(5);
-  const h = simulate(
-    randomBytes(rand, SIZE),
-    image,
-    states.map((state) => ({ state, writes: randomWrites(rand, SIZE, 8, 30000) })),
-  );
-  const ids = await writeHistory(root, h);
-  await Deno.writeFile(image, h.final);
-  return { dir, root, image, ids, h };
-}
-
-const script: RestoreDeps = {
-  interactive: () => false,
-  isActivated: () => false,
-  liveSessions: () => new Set(),
-};
 
 Deno.test("cli restore: --session --yes --json restores and reports", async () => {
   const f = await fixture();
@@ -226,8 +186,10 @@ Deno.test("cli verify: ok, incomplete and damaged with file and offset", async (
 });
 
 Deno.test("cli restore: a gap needs --accept-gap, and -q never hides it", async () => {
-  // The middle session is interrupted (meta.json open, not live).
-  const f = await fixture(["closed", "open", "closed"]);
+  // The middle session is interrupted (meta.json open, not live), recorded by
+  // an older module (durability "flush").
+  const crashed: FixtureMount = { state: "open", durability: "flush" };
+  const f = await fixture(["closed", crashed, "closed"]);
   const base = ["--store", f.root, "-q", "restore", f.image, "--yes"];
   const refused = await run([...base, "--session", f.ids[0]], script);
   assert.equal(refused.code, 1);
@@ -245,7 +207,7 @@ Deno.test("cli restore: a gap needs --accept-gap, and -q never hides it", async 
   assert.equal(next.code, 0, next.stderr);
   assert.deepEqual(await Deno.readFile(f.image), f.h.before[2]);
   // Accepted: restored, and said loudly even with -q.
-  const g = await fixture(["closed", "open", "closed"]);
+  const g = await fixture(["closed", crashed, "closed"]);
   const accepted = await run(
     ["--store", g.root, "-q", "restore", g.image, "--yes", "--session", g.ids[0], "--accept-gap"],
     script,

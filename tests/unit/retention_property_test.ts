@@ -85,6 +85,8 @@ function history(rand: () => number, pick: Pick, live: Set<string>): Session[] {
           noMeta: (state === "damaged" || state === "incomplete") && rand() < 0.3,
           unmountedWritesBefore: rand() < 0.08 ? 1 + Math.floor(rand() * 5) : 0,
           bytes: 4096 * (1 + Math.floor(rand() * 8)),
+          // Older modules' sessions ("flush") beside write-ahead ones.
+          durability: rand() < 0.5 ? "write-ahead" : "flush",
         }));
       }
     }
@@ -145,6 +147,11 @@ function checkInvariant(
       !held(s) && restorability(before, s.id, { allowOpen: true }).kind !== "refused"
     );
     const keptPoints = points.filter((s) => !gone.has(s.id));
+    const exact = points.some((s) =>
+      restorability(before, s.id, { allowOpen: true }).kind === "exact"
+    );
+    // Without an exact restore point nothing goes: the newest kept state must be exact.
+    if (!exact) assert.ok(chain.every((s) => !gone.has(s.id)), "removed without an exact point");
     const want = Math.max(1, policy.keep ?? 1);
     // The newest restore points stay, up to --keep (at least the newest).
     for (const s of points.slice(-want)) assert.ok(!gone.has(s.id), `newest point ${s.id} removed`);
@@ -165,7 +172,7 @@ function checkInvariant(
       assert.ok(left + out[out.length - 1].datSize > policy.maxBytes, "removed too much");
     }
     // --keep alone removes everything below the kept points and held sessions.
-    if (policy.olderThanMs === undefined && policy.maxBytes === undefined && points.length > 0) {
+    if (policy.olderThanMs === undefined && policy.maxBytes === undefined && exact) {
       const firstKept = chain.indexOf(points.slice(-want)[0]);
       const firstHeld = chain.findIndex(held);
       const stop = Math.min(firstKept, firstHeld < 0 ? chain.length : firstHeld);

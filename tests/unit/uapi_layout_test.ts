@@ -11,6 +11,8 @@
  */
 import assert from "node:assert/strict";
 import {
+  MAP_F_FAILED,
+  MAP_F_WRITE_AHEAD,
   MAP_HEADER_SIZE,
   MAP_MAGIC,
   MAP_RECORD_SIZE,
@@ -157,6 +159,8 @@ Deno.test({
     assert.equal(MAP_HEADER_SIZE, p.structs.bdsnap_map_header.size);
     assert.equal(MAP_RECORD_SIZE, p.structs.bdsnap_map_record.size);
     assert.equal(MAP_VERSION, p.constants.BDSNAP_MAP_VERSION);
+    assert.equal(MAP_F_WRITE_AHEAD, p.constants.BDSNAP_MAP_F_WRITE_AHEAD);
+    assert.equal(MAP_F_FAILED, p.constants.BDSNAP_MAP_F_FAILED);
     assert.equal(MAP_MAGIC, p.magic);
   },
 });

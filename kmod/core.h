@@ -21,7 +21,9 @@
  * bdsnap_op       one held origin write (or flush). Owns the bio until it
  *                 is resubmitted. pending counts what it still waits for.
  * bdsnap_extent   a run of chunks whose pre-image one read fetches and one
- *                 map record stores. Lives from claim to "in blocks.dat".
+ *                 map record stores. Lives from claim until its record is
+ *                 durable (or the session has failed): it holds the claiming
+ *                 op, and later writes to its chunks wait on it.
  *
  * Lock order: s_umount (held around deactivate_locked_super) ->
  * bdsnap_reg_mutex -> loop binding cache lock; s->lock ->
@@ -52,8 +54,10 @@
 #define BDSNAP_CHUNK_MIN	4096U
 /* Largest pre-image one read fetches and one map record describes. */
 #define BDSNAP_EXTENT_MAX	(1U << 20)
-/* Throttled writes older than this fail their session: the store is stuck. */
-#define BDSNAP_STALL_SECS	60
+/* Most sessions one bio can touch (overlapping activated partitions). */
+#define BDSNAP_MAX_TARGETS	8
+/* Records buffered between two syncs of blocks.map (a group commit). */
+#define BDSNAP_MAX_PENDING	1024
 
 extern struct workqueue_struct *bdsnap_cow_wq;	 /* read completions, held bios */
 extern struct workqueue_struct *bdsnap_store_wq; /* blocks.dat/map writers */
@@ -62,6 +66,7 @@ extern struct mutex bdsnap_reg_mutex;
 extern wait_queue_head_t bdsnap_reg_wq;		 /* dev->state changes */
 extern struct list_head bdsnap_devs;		 /* RCU; writers hold reg_mutex */
 extern unsigned int bdsnap_inflight_limit_mb;
+extern unsigned int bdsnap_watchdog_secs;	 /* held I/O older than this fails */
 
 /* Module-wide counters (STATUS). */
 extern atomic_t bdsnap_nr_devs, bdsnap_nr_file_devs, bdsnap_nr_sessions;
@@ -122,9 +127,10 @@ struct bdsnap_store {
 	u64 map_bytes;			/* data the records in blocks.map cover */
 	u32 meta_size;			/* meta.json is rewritten in place */
 	struct bdsnap_map_record *pending;	/* records whose data is written */
-	u32 nr_pending, max_pending;
+	u32 nr_pending;
 	bool dat_dirty;			/* blocks.dat written since its fsync */
 	bool map_dirty;
+	struct bdsnap_map_header hdr;	/* as written; FAILED rewrites it */
 };
 
 struct bdsnap_session {
@@ -153,14 +159,20 @@ struct bdsnap_session {
 	u32 state;			/* BDSNAP_SESSION_OPEN or _FAILED */
 	int error;
 	const char *error_what;
-	bool meta_failed;		/* store worker: "failed" meta written */
+	/*
+	 * FAILED but the failure is not yet recorded in the store: writes
+	 * wait (fail_waiters) so that none reaches the device unsaved while
+	 * the store still reads as exact. Bounded by the watchdog.
+	 */
+	bool failing;
+	unsigned long failed_at;	/* jiffies */
+	bool fail_recorded;		/* store worker: the store says failed */
 	struct bdsnap_chunkmap map;	/* chunks claimed this session */
-	struct rb_root_cached inflight;	/* extents being read */
-	struct list_head outstanding;	/* claimed, data not yet in blocks.dat */
+	struct rb_root_cached inflight;	/* extents not yet durable */
+	struct list_head outstanding;	/* the same extents, in claim order */
 	struct list_head store_queue;	/* read, waiting for the store worker */
-	struct list_head flush_waiters;	/* bdsnap_oppart, in claim order */
-	u64 claim_seq;			/* extents claimed so far */
-	u64 synced_seq;			/* extents <= this are durable */
+	struct list_head fail_waiters;	/* ops held while failing */
+	unsigned long store_busy_since;	/* jiffies | 1 while in store I/O, else 0 */
 	u64 pending_bytes;		/* pre-images in memory */
 	atomic64_t chunks_saved;	/* written to the store */
 	atomic64_t bytes_saved;
@@ -172,22 +184,18 @@ struct bdsnap_session {
 /* One session's part of a held bio. */
 struct bdsnap_oppart {
 	struct bdsnap_session *s;	/* holds s->users */
-	struct bdsnap_op *op;
-	u64 first, last;		/* chunk range; first > last if none */
+	u64 first, last;		/* chunk range */
 	u64 cursor;			/* next chunk to look at */
-	bool flush;			/* must wait for durable pre-images */
-	u64 flush_seq;
-	struct list_head flush_node;	/* s->flush_waiters */
 };
 
 struct bdsnap_op {
 	struct bio *bio;
-	atomic_t pending;		/* analysis + own reads + flush waits */
+	atomic_t pending;		/* analysis + extents it claimed */
 	unsigned int nr, cur;		/* targets; the one being analysed */
 	bool from_throttle;		/* resumed by the throttle: go first */
 	gfp_t gfp;
-	unsigned long parked_at;	/* jiffies, while throttled */
-	struct list_head park;		/* extent waiters or the throttle list */
+	unsigned long parked_at;	/* jiffies, first throttle park, or 0 */
+	struct list_head park;		/* extent waiters, throttle or fail list */
 	struct work_struct work;	/* resumes the analysis */
 	struct bdsnap_extent *spare;	/* preallocated for the next claim */
 	struct bdsnap_oppart t[];
@@ -200,11 +208,11 @@ struct bdsnap_extent {
 	struct list_head qnode;		/* start list, then s->store_queue */
 	struct list_head waiters;	/* ops waiting for this read */
 	struct bdsnap_session *s;	/* holds s->users */
-	struct bdsnap_op *op;		/* while reading */
+	struct bdsnap_op *op;		/* claimer, held until durable; s->lock */
 	struct block_device *bdev;	/* the held bio's device */
 	sector_t sector;		/* read position on bdev */
-	u64 seq;
-	u32 bytes;			/* chunk multiple */
+	unsigned long claimed_at;	/* jiffies: the watchdog's clock */
+	u32 bytes;			/* chunk multiple; held of the memory cap */
 	u32 valid;			/* bytes inside the device */
 	u32 nr_pages;
 	blk_status_t status;
@@ -259,13 +267,34 @@ static inline void bdsnap_session_get(struct bdsnap_session *s)
 	atomic_inc(&s->users);
 }
 
+/* tracker.c */
+bool bdsnap_cow_submit(struct bio *bio);
+
 /* cow.c */
 int bdsnap_cow_init(void);
 void bdsnap_cow_exit(void);
-bool bdsnap_cow_submit(struct bio *bio);
+struct bdsnap_op *bdsnap_op_alloc(struct bio *bio, unsigned int nr, gfp_t gfp);
+int bdsnap_op_run(struct bdsnap_op *op);
+int bdsnap_op_defer(struct bdsnap_op *op);
 void bdsnap_cow_session_init(struct bdsnap_session *s);
 void bdsnap_cow_fail(struct bdsnap_session *s);
-void bdsnap_store_work(struct work_struct *work);
+void bdsnap_cow_release(struct bdsnap_session *s);
+void bdsnap_ext_pages_free(struct bdsnap_extent *e);
+void bdsnap_ext_settle(struct bdsnap_extent *e);
+
+/* throttle.c */
+enum { OP_DONE, OP_PARKED, OP_THROTTLED };
+int bdsnap_throttle_init(void);
+void bdsnap_throttle_exit(void);
+bool bdsnap_mem_reserve(u64 bytes);
+void bdsnap_mem_release(u64 bytes);
+u64 bdsnap_mem_limit(void);
+bool bdsnap_throttle_waiting(void);
+void bdsnap_throttle_park(struct bdsnap_op *op);
+void bdsnap_throttle_recheck(u64 bytes);
+void bdsnap_throttle_retry_later(void);
+void bdsnap_throttle_forget(struct bdsnap_session *s, struct list_head *out);
+void bdsnap_watchdog_arm(void);
 
 /* chunkmap.c */
 void bdsnap_chunkmap_init(struct bdsnap_chunkmap *m, u64 nr_chunks);
@@ -279,8 +308,10 @@ void bdsnap_chunkmap_set(struct bdsnap_chunkmap *m, u64 first, u64 n);
 /* store.c */
 int bdsnap_store_open(struct bdsnap_session *s, const char *name);
 int bdsnap_store_append(struct bdsnap_session *s, struct bdsnap_extent *e);
-int bdsnap_store_sync(struct bdsnap_session *s, bool map_too);
+int bdsnap_store_sync(struct bdsnap_session *s);
+int bdsnap_store_mark_failed(struct bdsnap_session *s);
 int bdsnap_store_write_meta(struct bdsnap_session *s);
+void bdsnap_store_work(struct work_struct *work);
 void bdsnap_store_close(struct bdsnap_session *s, bool discard);
 u32 bdsnap_crc32c(const void *buf, size_t len);
 

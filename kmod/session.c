@@ -48,8 +48,9 @@ void bdsnap_session_put(struct bdsnap_session *s)
 }
 
 /*
- * OPEN -> FAILED, once: log it and release everything the session holds.
- * The caller holds a users reference. False if it had already failed.
+ * OPEN -> FAILED, once, and failing: writes are held until the store worker
+ * has recorded the failure (cow.c). The caller holds a users reference.
+ * False if it had already failed.
  */
 bool __bdsnap_session_fail(struct bdsnap_session *s, int err, const char *what)
 {
@@ -61,6 +62,8 @@ bool __bdsnap_session_fail(struct bdsnap_session *s, int err, const char *what)
 		return false;
 	}
 	s->state = BDSNAP_SESSION_FAILED;
+	s->failing = true;
+	s->failed_at = jiffies | 1;
 	s->error = err;
 	s->error_what = what;
 	spin_unlock_irqrestore(&s->lock, flags);
@@ -74,7 +77,7 @@ bool __bdsnap_session_fail(struct bdsnap_session *s, int err, const char *what)
 
 void bdsnap_session_fail(struct bdsnap_session *s, int err, const char *what)
 {
-	/* The store worker records the failure in meta.json. */
+	/* The store worker records the failure, then releases the writes. */
 	if (__bdsnap_session_fail(s, err, what))
 		queue_work(bdsnap_store_wq, &s->store_work);
 }
@@ -180,6 +183,7 @@ int bdsnap_meta_render(struct bdsnap_session *s, char *buf, size_t size)
 		 s->seq, s->mount_time_ns, s->end_time_ns);
 	json_raw(&j, ",\"state\":\"%s\",\"error\":", state);
 	json_str(&j, err);
+	json_raw(&j, ",\"durability\":\"write-ahead\"");
 	json_raw(&j, ",\"records\":%u,\"bytes\":%llu,\"unmounted_writes_before\":%llu}",
 		 READ_ONCE(s->store.records), READ_ONCE(s->store.map_bytes),
 		 s->unmounted_before);
@@ -382,10 +386,12 @@ struct bdsnap_session *bdsnap_mount_begin(struct fs_context *fc)
 	wake_up_all(&bdsnap_reg_wq);
 	mutex_unlock(&bdsnap_reg_mutex);
 
-	if (s)
+	if (s) {
+		bdsnap_watchdog_arm();
 		pr_info("%s: session %s opened (%s on %u:%u, chunk %u)\n",
 			dev->name, s->id, s->fs_type, MAJOR(devt), MINOR(devt),
 			s->chunk_size);
+	}
 	bdsnap_dev_put(dev);
 	return s;
 

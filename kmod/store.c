@@ -9,11 +9,15 @@
  *
  * Ordering, so that a crash leaves a store usable up to its last complete
  * record: a record is written to blocks.map only after its data is in
- * blocks.dat and blocks.dat has been fdatasynced; a flush on the origin is
- * released only after blocks.map is fdatasynced too.
+ * blocks.dat and blocks.dat has been fdatasynced; the writes the records
+ * protect are released only after blocks.map is fdatasynced too
+ * (write-ahead; the header says so with BDSNAP_MAP_F_WRITE_AHEAD).
  *
- * meta.json is rewritten in place, padded with spaces to a constant size,
- * so that recording a failure needs no new blocks even on a full store.
+ * A failure is recorded by rewriting the map header in place with
+ * BDSNAP_MAP_F_FAILED: its block exists from the start, so on a filesystem
+ * that overwrites in place that needs no new blocks, even on a full store.
+ * meta.json is rewritten in place too, padded with spaces to a constant
+ * size, for the same reason.
  *
  * Files are created from a kworker (kernel credentials, init's namespace);
  * appends and syncs run in the session's store worker, never concurrently.
@@ -36,7 +40,6 @@
 
 #define BDSNAP_META_SIZE	4096
 #define BDSNAP_META_MAX		16384
-#define BDSNAP_MAX_PENDING	256
 
 static_assert(sizeof(struct bdsnap_map_header) == 64);
 static_assert(sizeof(struct bdsnap_map_record) == 32);
@@ -67,19 +70,28 @@ static void bdsnap_store_release(struct bdsnap_store *st, bool remove)
 	}
 	kfree(st->dir);
 	st->dir = NULL;
-	kfree(st->pending);
+	kvfree(st->pending);
 	st->pending = NULL;
+}
+
+/* The header at offset 0 of blocks.map, as st->hdr says, with its CRC. */
+static int bdsnap_write_header(struct bdsnap_store *st)
+{
+	loff_t pos = 0;
+
+	st->hdr.header_crc = cpu_to_le32(bdsnap_crc32c(&st->hdr,
+				offsetof(struct bdsnap_map_header, header_crc)));
+	return bdsnap_write_all(st->map, &st->hdr, sizeof(st->hdr), &pos);
 }
 
 /* Create the session directory and files. From a kworker. */
 int bdsnap_store_open(struct bdsnap_session *s, const char *name)
 {
 	struct bdsnap_store *st = &s->store;
-	struct bdsnap_map_header hdr;
+	struct bdsnap_map_header *hdr;
 	const char *root = bdsnap_store_root;
 	struct tm tm;
 	char ts[32];
-	loff_t pos;
 	u32 ns;
 	int ret, i;
 
@@ -112,8 +124,7 @@ int bdsnap_store_open(struct bdsnap_session *s, const char *name)
 		return ret;
 	}
 
-	st->pending = kcalloc(BDSNAP_MAX_PENDING, sizeof(*st->pending), GFP_KERNEL);
-	st->max_pending = BDSNAP_MAX_PENDING;
+	st->pending = kvcalloc(BDSNAP_MAX_PENDING, sizeof(*st->pending), GFP_KERNEL);
 	ret = -ENOMEM;
 	if (!st->pending)
 		goto err;
@@ -126,21 +137,20 @@ int bdsnap_store_open(struct bdsnap_session *s, const char *name)
 	if (ret)
 		goto err;
 
-	memset(&hdr, 0, sizeof(hdr));
-	memcpy(hdr.magic, BDSNAP_MAP_MAGIC, sizeof(hdr.magic));
-	hdr.version = cpu_to_le32(BDSNAP_MAP_VERSION);
-	hdr.header_size = cpu_to_le32(sizeof(struct bdsnap_map_header));
-	hdr.record_size = cpu_to_le32(sizeof(struct bdsnap_map_record));
-	hdr.chunk_size = cpu_to_le32(s->chunk_size);
-	hdr.device_size = cpu_to_le64(s->size);
-	hdr.logical_block_size = cpu_to_le32(s->lbs);
-	hdr.header_crc = cpu_to_le32(bdsnap_crc32c(&hdr,
-				offsetof(struct bdsnap_map_header, header_crc)));
-	pos = 0;
-	ret = bdsnap_write_all(st->map, &hdr, sizeof(hdr), &pos);
+	hdr = &st->hdr;
+	memset(hdr, 0, sizeof(*hdr));
+	memcpy(hdr->magic, BDSNAP_MAP_MAGIC, sizeof(hdr->magic));
+	hdr->version = cpu_to_le32(BDSNAP_MAP_VERSION);
+	hdr->header_size = cpu_to_le32(sizeof(struct bdsnap_map_header));
+	hdr->record_size = cpu_to_le32(sizeof(struct bdsnap_map_record));
+	hdr->chunk_size = cpu_to_le32(s->chunk_size);
+	hdr->device_size = cpu_to_le64(s->size);
+	hdr->logical_block_size = cpu_to_le32(s->lbs);
+	hdr->flags = cpu_to_le32(BDSNAP_MAP_F_WRITE_AHEAD);
+	ret = bdsnap_write_header(st);
 	if (ret)
 		goto err;
-	st->map_off = pos;
+	st->map_off = sizeof(*hdr);
 	ret = vfs_fsync(st->map, 0);
 	if (ret)
 		goto err;
@@ -166,7 +176,7 @@ int bdsnap_store_append(struct bdsnap_session *s, struct bdsnap_extent *e)
 	u32 crc = ~0U, off = 0, i;
 	int ret;
 
-	if (WARN_ON_ONCE(st->nr_pending >= st->max_pending))
+	if (WARN_ON_ONCE(st->nr_pending >= BDSNAP_MAX_PENDING))
 		return -EINVAL;
 	for (i = 0; i < e->nr_pages && off < e->bytes; i++) {
 		u32 len = min_t(u32, PAGE_SIZE, e->bytes - off);
@@ -195,10 +205,10 @@ int bdsnap_store_append(struct bdsnap_session *s, struct bdsnap_extent *e)
 }
 
 /*
- * blocks.dat durable, then the waiting records into blocks.map, then (if
- * map_too) blocks.map durable.
+ * blocks.dat durable, then the waiting records into blocks.map, then
+ * blocks.map durable: every extent appended so far is now safe.
  */
-int bdsnap_store_sync(struct bdsnap_session *s, bool map_too)
+int bdsnap_store_sync(struct bdsnap_session *s)
 {
 	struct bdsnap_store *st = &s->store;
 	int ret;
@@ -226,13 +236,32 @@ int bdsnap_store_sync(struct bdsnap_session *s, bool map_too)
 		st->nr_pending = 0;
 		st->map_dirty = true;
 	}
-	if (map_too && st->map_dirty) {
+	if (st->map_dirty) {
 		ret = vfs_fsync(st->map, 1);
 		if (ret)
 			return ret;
 		st->map_dirty = false;
 	}
 	return 0;
+}
+
+/*
+ * The session failed: say so in the header, in place, and make it durable
+ * before any unsaved write is let through. The records synced so far stay
+ * valid; fail_records says how many there were.
+ */
+int bdsnap_store_mark_failed(struct bdsnap_session *s)
+{
+	struct bdsnap_store *st = &s->store;
+	int ret;
+
+	st->hdr.flags |= cpu_to_le32(BDSNAP_MAP_F_FAILED);
+	st->hdr.fail_errno = cpu_to_le32(-s->error);
+	st->hdr.fail_records = cpu_to_le32(st->records);
+	ret = bdsnap_write_header(st);
+	if (!ret)
+		ret = vfs_fsync(st->map, 1);
+	return ret;
 }
 
 int bdsnap_store_write_meta(struct bdsnap_session *s)
@@ -276,7 +305,7 @@ void bdsnap_store_close(struct bdsnap_session *s, bool discard)
 	int ret;
 
 	if (READ_ONCE(s->state) == BDSNAP_SESSION_OPEN) {
-		ret = bdsnap_store_sync(s, true);
+		ret = bdsnap_store_sync(s);
 		if (ret) {
 			/* Nobody holds the session any more: fail it here. */
 			spin_lock_irqsave(&s->lock, flags);
@@ -292,6 +321,12 @@ void bdsnap_store_close(struct bdsnap_session *s, bool discard)
 	if (discard && !st->records) {
 		bdsnap_store_release(st, true);
 		return;
+	}
+	if (s->state != BDSNAP_SESSION_OPEN && !s->fail_recorded) {
+		ret = bdsnap_store_mark_failed(s);
+		if (ret)
+			pr_err("%s: session %s: cannot record its failure in blocks.map: %pe\n",
+			       s->dev->name, s->id, ERR_PTR(ret));
 	}
 	ret = bdsnap_store_write_meta(s);
 	if (ret)

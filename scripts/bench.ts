@@ -1,7 +1,8 @@
 /**
  * `deno task bench [--kernel 6.1|6.12] [--quick]`: copy-on-write overhead of
- * bdsnap against the raw device and against dm-snapshot, side by side in
- * one VM boot (docs/PERFORMANCE.md).
+ * bdsnap against the raw device, dm-snapshot (persistent) and a dm-thin
+ * snapshot, at equal guarantees, side by side in one VM boot, with each
+ * disk's I/O counters (docs/PERFORMANCE.md).
  *
  * The host makes the disk images (fully written, so no configuration pays
  * for host-side allocation), boots the VM once, runs scripts/bench/guest.ts
@@ -99,13 +100,19 @@ async function main(): Promise<number> {
   const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\..*/, "");
   const imgDir = `${REPO}/.cache/bench/${kernel.series}-${stamp}`;
   await Deno.mkdir(imgDir, { recursive: true });
-  const names = ["raw", "bdsnap", "dm-origin", "dm-cow"];
-  const diskFiles = names.map((n) => `${imgDir}/${n}.img`);
+  // Order matters: guest.ts takes them from $BDSNAP_TEST_DISKS in this order.
+  const disks: Array<[string, number]> = [
+    ["raw", sz.targetDisk],
+    ["bdsnap", sz.targetDisk],
+    ["dm-origin", sz.targetDisk],
+    ["dm-cow", sz.storeDisk],
+    ["thin-data", sz.thinDataDisk],
+    ["thin-meta", sz.thinMetaDisk],
+  ];
+  const diskFiles = disks.map(([n]) => `${imgDir}/${n}.img`);
   const storeFile = `${imgDir}/store.img`;
   log(`writing disk images in ${imgDir}`);
-  for (const [i, f] of diskFiles.entries()) {
-    await zeroImage(f, i < 3 ? sz.targetDisk : sz.storeDisk);
-  }
+  for (const [i, [, bytes]] of disks.entries()) await zeroImage(diskFiles[i], bytes);
   await zeroImage(storeFile, sz.storeDisk);
   await runChecked("mkfs.ext4", ["-q", "-F", "-E", "nodiscard", "-L", "bdsnap-store", storeFile]);
 
@@ -179,13 +186,19 @@ async function main(): Promise<number> {
       vm: {
         cpus,
         memory_mib: memory,
-        cache: "writethrough, aio=threads, virtio-blk, raw images written with zeros",
+        cache: "QEMU writethrough, aio=threads, virtio-blk, raw images written with zeros; " +
+          "the guest switches every disk to a volatile write cache (cache_type 'write back'), " +
+          "so flushes reach QEMU (fdatasync of the image) and are counted",
         disks: {
           raw: `${sz.targetDisk / MiB} MiB`,
           bdsnap: `${sz.targetDisk / MiB} MiB`,
           "dm-snapshot origin": `${sz.targetDisk / MiB} MiB`,
           "dm-snapshot COW": `${sz.storeDisk / MiB} MiB`,
           "bdsnap store (ext4)": `${sz.storeDisk / MiB} MiB`,
+          "dm-thin pool data": `${sz.thinDataDisk / MiB} MiB (thin volume ${
+            sz.targetDisk / MiB
+          } MiB)`,
+          "dm-thin pool metadata": `${sz.thinMetaDisk / MiB} MiB`,
         },
       },
       host: {
@@ -227,6 +240,7 @@ async function render(file: string): Promise<void> {
     schema: _s,
     guest,
     ratios: _r,
+    io: _io,
     restore_ratio: _rr,
     mount_ratio: _m,
     targets: _t,

@@ -2,15 +2,19 @@
  * The benchmark's guest side: run by `scripts/bench.ts` inside the VM as
  * `$BDSNAP_DENO run -A scripts/bench/guest.ts`.
  *
- * Disks ($BDSNAP_TEST_DISKS): three equal target disks (raw, bdsnap,
- * dm-snapshot origin) and a COW disk the size of the store disk
- * ($BDSNAP_STORE_DISK, ext4 at /snapshot). Every target gets a fresh ext4
- * and one preallocated, fully written file; the direct-I/O workloads write
- * into that file, the ext4 workload writes new files next to it. Each
- * round of a workload mounts the three at once (bdsnap: a fresh session;
- * dm-snapshot: a fresh snapshot), runs every first-write phase, then every
- * rewrite phase (the same writes again), in an order rotated each round;
- * the figures are medians over the rounds.
+ * Disks ($BDSNAP_TEST_DISKS, in this order): three equal target disks
+ * (raw, bdsnap, dm-snapshot origin), a COW disk the size of the store disk
+ * ($BDSNAP_STORE_DISK, ext4 at /snapshot), and dm-thin's pool data and
+ * metadata disks (the thin volume, as large as the other targets, lives in
+ * the pool). Every disk is switched to a volatile write cache, so flushes
+ * are real and counted. Every target gets a fresh ext4 and one
+ * preallocated, fully written file; the direct-I/O workloads write into
+ * that file, the ext4 workload writes new files next to it. Each round of
+ * a workload mounts the four at once (bdsnap: a fresh session; dm-snapshot:
+ * a fresh snapshot; dm-thin: a fresh create_snap), runs every first-write
+ * phase, then every rewrite phase (the same writes again), in an order
+ * rotated each round; the figures are medians over the rounds. Every phase
+ * records each disk's /sys/block/<dev>/stat before and after.
  *
  * Environment: BENCH_OUT (JSON report, rewritten after every step),
  * BENCH_QUICK=1, BENCH_CONFIGS (comma-separated subset of the configs).
@@ -22,8 +26,10 @@ import {
   type AggregateResult,
   type Config,
   CONFIGS,
+  type DevIo,
   type GuestReport,
   type MemoryDelta,
+  type PhaseIo,
   type PhaseResult,
   type RunResult,
   sizes,
@@ -36,6 +42,11 @@ const PW = "/run/bdsnap-bench-password";
 const STORE = "/snapshot";
 const DM_ORIGIN = "bench-origin";
 const DM_SNAP = "bench-snap";
+const THIN_POOL = "bench-pool";
+const THIN_VOL = "bench-thin";
+/** Thin device ids in the pool: the volume and its snapshot. */
+const THIN_ID = 0;
+const THIN_SNAP_ID = 1;
 const FILE = "bench.dat";
 const PASSWORD = "bdsnap benchmark password";
 
@@ -104,12 +115,22 @@ function secs(t0: number): number {
 }
 
 const disks = (Deno.env.get("BDSNAP_TEST_DISKS") ?? "").split(" ").filter(Boolean);
-if (disks.length < 4) throw new Error(`need 4 test disks, have '${disks.join(" ")}'`);
-const [rawDisk, bdDisk, originDisk, cowDisk] = disks;
+if (disks.length < 6) throw new Error(`need 6 test disks, have '${disks.join(" ")}'`);
+const [rawDisk, bdDisk, originDisk, cowDisk, thinData, thinMeta] = disks;
+const storeDisk = Deno.env.get("BDSNAP_STORE_DISK") ?? "";
+if (!storeDisk) throw new Error("no store disk ($BDSNAP_STORE_DISK)");
 const dev: Record<Config, string> = {
   raw: rawDisk,
   bdsnap: bdDisk,
   "dm-snapshot": `/dev/mapper/${DM_ORIGIN}`,
+  "dm-thin": `/dev/mapper/${THIN_VOL}`,
+};
+/** The physical disks each configuration's I/O lands on (see PhaseIo in spec.ts). */
+const ioDisks: Record<Config, { origin: string; store: string | null }> = {
+  raw: { origin: rawDisk, store: null },
+  bdsnap: { origin: bdDisk, store: storeDisk },
+  "dm-snapshot": { origin: originDisk, store: cowDisk },
+  "dm-thin": { origin: thinData, store: thinMeta },
 };
 const mnt = (c: Config) => `/mnt/bench-${c}`;
 /** Byte offset on each target where the bench file starts (from filefrag). */
@@ -134,8 +155,60 @@ async function prepareTarget(c: Config): Promise<void> {
   await sh(`umount ${m}`);
 }
 
+/**
+ * QEMU's writethrough cache mode shows the guest a disk without a volatile
+ * cache, and the block layer then drops every flush (and FUA) before it is
+ * issued or counted: durability would be free and invisible. virtio-blk
+ * lets the guest turn the cache on (cache_type, VIRTIO_BLK_F_CONFIG_WCE);
+ * QEMU then caches writes in the host's page cache and turns each flush
+ * into an fdatasync of the image. Same for every disk.
+ */
+async function writeBackCaches(): Promise<void> {
+  report.write_cache = {};
+  for (const d of [...disks.slice(0, 6), storeDisk]) {
+    const name = d.replace("/dev/", "");
+    await Deno.writeTextFile(`/sys/block/${name}/cache_type`, "write back");
+    const wc = (await Deno.readTextFile(`/sys/block/${name}/queue/write_cache`)).trim();
+    report.write_cache[name] = wc;
+    if (wc !== "write back") throw new Error(`${name}: write cache is '${wc}', not 'write back'`);
+  }
+}
+
+/**
+ * A thin pool as LVM makes one, but with dmsetup (no thin-provisioning-tools
+ * needed): a zeroed metadata superblock, 64 KiB blocks (LVM's default thin
+ * chunk and the kernel's minimum), block zeroing on (LVM's default), one
+ * thin volume the size of the other targets, written in full so that every
+ * block is provisioned (as the other disks are written with zeros) and the
+ * snapshot's first writes are all copy-on-write breaks, not provisioning.
+ */
+async function setupThin(): Promise<void> {
+  await sh("modprobe dm-thin-pool");
+  await sh(`dd if=/dev/zero of=${thinMeta} bs=4096 count=1 oflag=direct status=none`);
+  const dataSectors = (await sh(`blockdev --getsz ${thinData}`)).trim();
+  await run("dmsetup", [
+    "create",
+    THIN_POOL,
+    "--table",
+    `0 ${dataSectors} thin-pool ${thinMeta} ${thinData} ${sz.thinBlock / 512} 0`,
+  ]);
+  await run("dmsetup", ["message", THIN_POOL, "0", `create_thin ${THIN_ID}`]);
+  await run("dmsetup", [
+    "create",
+    THIN_VOL,
+    "--table",
+    `0 ${sz.targetDisk / 512} thin /dev/mapper/${THIN_POOL} ${THIN_ID}`,
+  ]);
+  await sh(
+    `dd if=/dev/zero of=${dev["dm-thin"]} bs=4M count=${sz.targetDisk / (4 * MiB)} ` +
+      `oflag=direct status=none`,
+  );
+}
+
 async function setup(): Promise<void> {
+  await writeBackCaches();
   await sh("modprobe dm-snapshot");
+  if (configs.includes("dm-thin")) await setupThin();
   if (configs.includes("dm-snapshot")) {
     const sectors = (await sh(`blockdev --getsz ${originDisk}`)).trim();
     await run("dmsetup", [
@@ -185,6 +258,32 @@ async function createSnapshot(): Promise<void> {
   }
 }
 
+/**
+ * A thin snapshot as `lvcreate -s` of a thin volume makes it: suspend the
+ * volume, create_snap in the pool, resume. The snapshot is not activated
+ * (an inactive LVM thin snapshot costs the same: the sharing is in the pool).
+ */
+async function createThinSnapshot(): Promise<void> {
+  await run("dmsetup", ["suspend", THIN_VOL]);
+  try {
+    await run("dmsetup", ["message", THIN_POOL, "0", `create_snap ${THIN_SNAP_ID} ${THIN_ID}`]);
+  } finally {
+    await run("dmsetup", ["resume", THIN_VOL]);
+  }
+}
+
+async function deleteThinSnapshot(): Promise<void> {
+  await run("dmsetup", ["message", THIN_POOL, "0", `delete ${THIN_SNAP_ID}`]);
+}
+
+/** Pool data blocks in use: "0 N thin-pool <tid> <meta used>/<total> <data used>/<total> ...". */
+async function thinBlocks(): Promise<number> {
+  const s = await run("dmsetup", ["status", THIN_POOL]);
+  const m = /thin-pool \d+ \d+\/\d+ (\d+)\/\d+/.exec(s);
+  if (!m) throw new Error(`dmsetup status ${THIN_POOL}: ${s.trim()}`);
+  return Number(m[1]);
+}
+
 /** COW data chunks of the snapshot: "0 N snapshot <alloc>/<total> <metadata>". */
 async function dmChunks(): Promise<number> {
   const s = await run("dmsetup", ["status", DM_SNAP]);
@@ -204,6 +303,7 @@ function bdDevice() {
 async function chunks(c: Config): Promise<number> {
   if (c === "bdsnap") return bdDevice().chunksSaved;
   if (c === "dm-snapshot") return await dmChunks();
+  if (c === "dm-thin") return await thinBlocks();
   return 0;
 }
 
@@ -281,6 +381,8 @@ const OWN_CACHES: Record<Config, RegExp | null> = {
   raw: null,
   bdsnap: /^bdsnap/,
   "dm-snapshot": /^dm_exception$/,
+  // In flight only too (mappings, prison cells); the btree lives in dm-bufio's pages.
+  "dm-thin": /^(dm_thin|dm_bio_prison|dm_bufio)/,
 };
 
 function memDelta(c: Config, a: MemSnap, b: MemSnap, nChunks: number): MemoryDelta {
@@ -344,7 +446,39 @@ function percentile(lat: Json, p: string): number {
   return typeof v === "number" ? round(v / 1000, 1) : 0;
 }
 
+/** /sys/block/<dev>/stat, fields 1, 3, 5, 7 and 16 (Documentation/admin-guide/iostats.rst). */
+async function devStat(disk: string): Promise<DevIo> {
+  const name = disk.replace("/dev/", "");
+  const f = (await Deno.readTextFile(`/sys/block/${name}/stat`)).trim().split(/\s+/).map(Number);
+  if (f.length < 17) throw new Error(`/sys/block/${name}/stat has ${f.length} fields, not 17`);
+  return {
+    dev: name,
+    reads: f[0],
+    read_bytes: f[2] * 512,
+    writes: f[4],
+    write_bytes: f[6] * 512,
+    flushes: f[15],
+  };
+}
+
+function ioDelta(a: DevIo, b: DevIo): DevIo {
+  return {
+    dev: a.dev,
+    reads: b.reads - a.reads,
+    read_bytes: b.read_bytes - a.read_bytes,
+    writes: b.writes - a.writes,
+    write_bytes: b.write_bytes - a.write_bytes,
+    flushes: b.flushes - a.flushes,
+  };
+}
+
+async function ioSnapshot(c: Config): Promise<PhaseIo> {
+  const d = ioDisks[c];
+  return { origin: await devStat(d.origin), store: d.store ? await devStat(d.store) : null };
+}
+
 async function phase(w: Workload, c: Config): Promise<PhaseResult> {
+  const io0 = await ioSnapshot(c);
   const text = await run("fio", fioArgs(w, mnt(c)));
   const job = JSON.parse(text.slice(text.indexOf("{"))).jobs[0];
   const wr = job.write;
@@ -352,6 +486,7 @@ async function phase(w: Workload, c: Config): Promise<PhaseResult> {
   syncfs(mnt(c));
   if (c === "bdsnap") await waitPending();
   const drain = secs(t);
+  const io1 = await ioSnapshot(c);
   const fioSeconds = job.job_runtime / 1000;
   const total = fioSeconds + drain;
   const r: PhaseResult = {
@@ -364,6 +499,10 @@ async function phase(w: Workload, c: Config): Promise<PhaseResult> {
     fio_mib_s: round(wr.bw_bytes / MiB, 2),
     clat_p50_us: percentile(wr.clat_ns, "50.000000"),
     clat_p99_us: percentile(wr.clat_ns, "99.000000"),
+    io: {
+      origin: ioDelta(io0.origin, io1.origin),
+      store: io0.store && io1.store ? ioDelta(io0.store, io1.store) : null,
+    },
   };
   if (w.kind === "ext4" && job.sync?.lat_ns) {
     r.sync_p50_us = percentile(job.sync.lat_ns, "50.000000");
@@ -396,10 +535,12 @@ async function runRound(
   try {
     for (const c of order) {
       if (c === "dm-snapshot") await createSnapshot();
+      if (c === "dm-thin") await createThinSnapshot();
       try {
         await sh(`mount ${dev[c]} ${mnt(c)}`);
       } catch (e) {
         if (c === "dm-snapshot") await run("dmsetup", ["remove", DM_SNAP]);
+        if (c === "dm-thin") await deleteThinSnapshot();
         throw e;
       }
       mounted.push(c);
@@ -437,6 +578,7 @@ async function runRound(
     for (const c of mounted) {
       await sh(`umount ${mnt(c)}`);
       if (c === "dm-snapshot") await run("dmsetup", ["remove", DM_SNAP]);
+      if (c === "dm-thin") await deleteThinSnapshot();
     }
     // Sessions are per mount: free the store for the next one.
     if (!keepSession) {
@@ -464,10 +606,27 @@ function medianOf<T extends object>(xs: T[]): T {
   return out as T;
 }
 
+/** Field-wise medians of one device's counters over the rounds. */
+function medianIo(xs: Array<PhaseIo | undefined>): PhaseIo | undefined {
+  const ios = xs.filter((x): x is PhaseIo => x !== undefined);
+  if (ios.length === 0) return undefined;
+  const stores = ios.map((x) => x.store).filter((x): x is DevIo => x !== null);
+  return {
+    origin: medianOf(ios.map((x) => x.origin)),
+    store: stores.length > 0 ? medianOf(stores) : null,
+  };
+}
+
+function medianPhase(xs: PhaseResult[]): PhaseResult {
+  const m = medianOf(xs);
+  const io = medianIo(xs.map((x) => x.io));
+  return io ? { ...m, io } : m;
+}
+
 function aggregate(rounds: RunResult[]): AggregateResult {
   const agg: AggregateResult = {
-    first: medianOf(rounds.map((r) => r.first)),
-    rewrite: medianOf(rounds.map((r) => r.rewrite)),
+    first: medianPhase(rounds.map((r) => r.first)),
+    rewrite: medianPhase(rounds.map((r) => r.rewrite)),
     rounds,
   };
   const mems = rounds.map((r) => r.memory).filter((m): m is MemoryDelta => m !== undefined);
@@ -639,6 +798,12 @@ if (await step("setup", setup)) {
   if (configs.includes("dm-snapshot")) {
     await step("dm cleanup", async () => {
       await run("dmsetup", ["remove", DM_ORIGIN]);
+    });
+  }
+  if (configs.includes("dm-thin")) {
+    await step("dm-thin cleanup", async () => {
+      await run("dmsetup", ["remove", THIN_VOL]);
+      await run("dmsetup", ["remove", THIN_POOL]);
     });
   }
 }

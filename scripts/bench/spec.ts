@@ -6,8 +6,14 @@
 
 const MiB = 1024 ** 2;
 
-/** The three configurations, on three equal virtual disks. */
-export const CONFIGS = ["raw", "bdsnap", "dm-snapshot"] as const;
+/**
+ * The configurations, on equal virtual disks, all giving the same guarantee
+ * (except raw, which keeps nothing): a write that overwrites data the
+ * snapshot still needs reaches the device only after the old data is
+ * durable (bdsnap's write-ahead pre-images; dm-snapshot's persistent
+ * exception store; dm-thin shares blocks and commits its metadata on flush).
+ */
+export const CONFIGS = ["raw", "bdsnap", "dm-snapshot", "dm-thin"] as const;
 export type Config = typeof CONFIGS[number];
 
 /** The two phases of every workload. */
@@ -82,10 +88,16 @@ export const WORKLOADS: readonly Workload[] = [
 export interface Sizes {
   /** The preallocated, fully written file every direct workload writes into. */
   file: number;
-  /** Each of the three target disks. */
+  /** Each of the target disks (raw, bdsnap, dm-snapshot origin) and the dm-thin volume. */
   targetDisk: number;
   /** The bdsnap store disk, and the dm-snapshot COW disk (the same size). */
   storeDisk: number;
+  /** dm-thin's pool data disk: the thin volume (targetDisk) plus room for the snapshot's blocks. */
+  thinDataDisk: number;
+  /** dm-thin's pool metadata disk. */
+  thinMetaDisk: number;
+  /** dm-thin's pool block size (LVM's default thin chunk, also the kernel's minimum). */
+  thinBlock: number;
   /** Mount/unmount repetitions per case. */
   mountReps: number;
   /** Rounds of every workload × configuration; figures are medians over rounds. */
@@ -93,9 +105,58 @@ export interface Sizes {
 }
 
 export function sizes(quick: boolean): Sizes {
+  const thin = { thinMetaDisk: 32 * MiB, thinBlock: 64 * 1024 };
   return quick
-    ? { file: 64 * MiB, targetDisk: 256 * MiB, storeDisk: 256 * MiB, mountReps: 3, rounds: 1 }
-    : { file: 512 * MiB, targetDisk: 768 * MiB, storeDisk: 768 * MiB, mountReps: 15, rounds: 5 };
+    ? {
+      file: 64 * MiB,
+      targetDisk: 256 * MiB,
+      storeDisk: 256 * MiB,
+      thinDataDisk: 576 * MiB,
+      ...thin,
+      mountReps: 3,
+      rounds: 1,
+    }
+    : {
+      file: 512 * MiB,
+      targetDisk: 768 * MiB,
+      storeDisk: 768 * MiB,
+      thinDataDisk: 1600 * MiB,
+      ...thin,
+      mountReps: 15,
+      rounds: 5,
+    };
+}
+
+/**
+ * One block device's counters over a phase: differences of
+ * /sys/block/<dev>/stat (Documentation/admin-guide/iostats.rst: fields 1
+ * and 3 are reads completed and sectors read, 5 and 7 writes completed and
+ * sectors written, 16 flush requests completed; 512-byte sectors).
+ * Flushes are counted only because the guest switches every disk to a
+ * volatile write cache (virtio-blk `cache_type` "write back"): on a
+ * write-through device the block layer drops flushes before counting them.
+ */
+export interface DevIo {
+  /** The block device whose stat file was read, e.g. "vdb". */
+  dev: string;
+  reads: number;
+  read_bytes: number;
+  writes: number;
+  write_bytes: number;
+  flushes: number;
+}
+
+/**
+ * Where each configuration's I/O lands. origin: the device the filesystem
+ * lives on (dm-thin: the pool's data disk, which holds the volume, the
+ * snapshot's shared blocks and the copies). store: where the saved data
+ * and its metadata go (bdsnap: the store disk under /snapshot;
+ * dm-snapshot: the COW device; dm-thin: the pool's metadata disk — its
+ * copies land on the data disk, so they are in origin).
+ */
+export interface PhaseIo {
+  origin: DevIo;
+  store: DevIo | null;
 }
 
 /** One fio phase, as measured in the guest. */
@@ -119,8 +180,13 @@ export interface PhaseResult {
   /** ext4 workload: fsync latency percentiles, microseconds. */
   sync_p50_us?: number;
   sync_p99_us?: number;
-  /** Chunks saved during the phase (bdsnap: module counter; dm-snapshot: COW chunks). */
+  /**
+   * Chunks saved during the phase (bdsnap: module counter, 4 KiB; dm-snapshot:
+   * COW chunks, 4 KiB; dm-thin: pool data blocks allocated, 64 KiB).
+   */
   chunks?: number;
+  /** Device counters over fio + drain. */
+  io?: PhaseIo;
 }
 
 /** Kernel memory change across a first-write phase (after drop_caches both times). */
@@ -163,6 +229,8 @@ export interface GuestReport {
   configs: Config[];
   results: Record<string, Partial<Record<Config, AggregateResult>>>;
   inflight?: { peak: number; limit: number; per_workload: Record<string, number> };
+  /** The disks' write cache as the guest saw it during the run ("write back"). */
+  write_cache?: Record<string, string>;
   restore?: {
     session: string;
     bytes: number;

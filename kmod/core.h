@@ -103,6 +103,7 @@ struct bdsnap_dev {
 	bool deactivating;		/* reg_mutex */
 	bool listed;			/* reg_mutex: on bdsnap_devs */
 	enum bdsnap_dev_state state;	/* reg_mutex */
+	bool close_deferred;		/* reg_mutex: CLOSING waits for a hung store */
 	u64 nr_sessions;		/* reg_mutex: sessions since activation */
 	dev_t devt;			/* BLOCK: the activated device */
 	struct bdsnap_span span;	/* BLOCK: where it lies on its disk */
@@ -178,6 +179,8 @@ struct bdsnap_session {
 	atomic64_t bytes_saved;
 
 	struct work_struct store_work;
+	struct delayed_work close_work;	/* a close the unmount could not wait for */
+	bool close_failed_mount;
 	struct bdsnap_store store;
 };
 
@@ -295,6 +298,7 @@ void bdsnap_throttle_recheck(u64 bytes);
 void bdsnap_throttle_retry_later(void);
 void bdsnap_throttle_forget(struct bdsnap_session *s, struct list_head *out);
 void bdsnap_watchdog_arm(void);
+void bdsnap_watchdog_check(struct bdsnap_session *s);
 
 /* chunkmap.c */
 void bdsnap_chunkmap_init(struct bdsnap_chunkmap *m, u64 nr_chunks);

@@ -352,6 +352,12 @@ struct bdsnap_session *bdsnap_mount_begin(struct fs_context *fc)
 		}
 		if (dev->state == BDSNAP_DEV_IDLE)
 			break;
+		if (dev->close_deferred) {
+			/* Waiting would hang this mount as long as that store. */
+			pr_warn("%s: no session for this mount: the previous session still waits for its store\n",
+				dev->name);
+			goto out_unlock;
+		}
 		mutex_unlock(&bdsnap_reg_mutex);
 		wait_event(bdsnap_reg_wq,
 			   READ_ONCE(dev->state) == BDSNAP_DEV_IDLE ||
@@ -414,11 +420,56 @@ static int bdsnap_store_close_fn(void *arg)
 	return 0;
 }
 
+/* The store worker is inside a store write or sync that does not return. */
+static bool bdsnap_store_stuck(struct bdsnap_session *s)
+{
+	unsigned long busy = READ_ONCE(s->store_busy_since);
+
+	return busy && time_after(jiffies, busy + 2 * HZ);
+}
+
+/*
+ * Wait for the held writes, extents and the store worker to finish. The
+ * session is unpublished, so the watchdog cannot see it: this loop does its
+ * job. False if it failed and its store does not answer: the rest of the
+ * close must not hold the unmount.
+ */
+static bool bdsnap_session_drain(struct bdsnap_session *s)
+{
+	for (;;) {
+		if (wait_event_timeout(bdsnap_drain_wq,
+				       atomic_read(&s->users) == 0, HZ) &&
+		    !(work_busy(&s->store_work) && bdsnap_store_stuck(s)))
+			break;
+		bdsnap_watchdog_check(s);
+		if (READ_ONCE(s->state) != BDSNAP_SESSION_OPEN && bdsnap_store_stuck(s))
+			return false;
+	}
+	flush_work(&s->store_work);
+	return true;
+}
+
+static void bdsnap_session_finish(struct bdsnap_session *s, bool failed_mount);
+
+/* A close handed over by an unmount whose store hung: poll, never block. */
+static void bdsnap_close_poll(struct work_struct *work)
+{
+	struct bdsnap_session *s = container_of(to_delayed_work(work),
+						struct bdsnap_session, close_work);
+
+	if (atomic_read(&s->users) || work_busy(&s->store_work)) {
+		bdsnap_watchdog_check(s);
+		queue_delayed_work(bdsnap_ctl_wq, &s->close_work, HZ);
+		return;
+	}
+	pr_info("%s: session %s: the store answers again; closing it\n",
+		s->dev->name, s->id);
+	bdsnap_session_finish(s, s->close_failed_mount);
+}
+
 static void bdsnap_session_close(struct bdsnap_session *s, bool failed_mount)
 {
 	struct bdsnap_dev *dev = s->dev;
-	struct bdsnap_close_args a = { .s = s };
-	bool failed, discarded;
 
 	mutex_lock(&bdsnap_reg_mutex);
 	rcu_assign_pointer(dev->session, NULL);
@@ -428,12 +479,34 @@ static void bdsnap_session_close(struct bdsnap_session *s, bool failed_mount)
 	synchronize_rcu();
 
 	bdsnap_session_put(s);
-	wait_event(bdsnap_drain_wq, atomic_read(&s->users) == 0);
-	flush_work(&s->store_work);
-
+	if (!bdsnap_session_drain(s)) {
+		pr_warn("%s: session %s: its store does not answer; the unmount goes on, the session closes when the store answers\n",
+			dev->name, s->id);
+		mutex_lock(&bdsnap_reg_mutex);
+		dev->close_deferred = true;
+		mutex_unlock(&bdsnap_reg_mutex);
+		s->close_failed_mount = failed_mount;
+		INIT_DELAYED_WORK(&s->close_work, bdsnap_close_poll);
+		queue_delayed_work(bdsnap_ctl_wq, &s->close_work, HZ);
+		return;
+	}
 	s->end_time_ns = ktime_get_real_ns();
-	a.discard = failed_mount;
-	bdsnap_call_in_worker(bdsnap_store_close_fn, &a);
+	bdsnap_session_finish(s, failed_mount);
+}
+
+/* Finalise the store, log, let the device have its next session, free. */
+static void bdsnap_session_finish(struct bdsnap_session *s, bool failed_mount)
+{
+	struct bdsnap_dev *dev = s->dev;
+	struct bdsnap_close_args a = { .s = s, .discard = failed_mount };
+	bool failed, discarded;
+
+	if (!s->end_time_ns)
+		s->end_time_ns = ktime_get_real_ns();
+	if (current_work())
+		bdsnap_store_close(s, failed_mount);	/* already a kworker */
+	else
+		bdsnap_call_in_worker(bdsnap_store_close_fn, &a);
 
 	failed = s->state != BDSNAP_SESSION_OPEN;
 	discarded = failed_mount && !s->store.records;
@@ -448,6 +521,7 @@ static void bdsnap_session_close(struct bdsnap_session *s, bool failed_mount)
 
 	mutex_lock(&bdsnap_reg_mutex);
 	dev->state = BDSNAP_DEV_IDLE;
+	dev->close_deferred = false;
 	/*
 	 * A mount that failed without writing leaves no trace: its seq is
 	 * reused, and the unmounted writes it took over go to the next one.

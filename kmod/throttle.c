@@ -251,6 +251,35 @@ static void bdsnap_throttle_stalled(unsigned long limit)
 	}
 }
 
+/* Act on what bdsnap_session_stalled() found. The caller keeps s alive. */
+static void bdsnap_watchdog_act(struct bdsnap_session *s, const char *why)
+{
+	if (why) {
+		/*
+		 * The store is stuck: it cannot record the failure either, so
+		 * the writes go now. The store worker records it if the store
+		 * ever answers again.
+		 */
+		__bdsnap_session_fail(s, -ETIMEDOUT, why);
+		queue_work(bdsnap_store_wq, &s->store_work);
+	} else {
+		pr_err("%s: session %s: the failure is not yet recorded in the store after %u s; letting held writes through\n",
+		       s->dev->name, s->id, READ_ONCE(bdsnap_watchdog_secs));
+	}
+	bdsnap_cow_release(s);
+}
+
+/* One session's check, for a closing session the periodic pass cannot see. */
+void bdsnap_watchdog_check(struct bdsnap_session *s)
+{
+	bool release;
+	const char *why = bdsnap_session_stalled(s, bdsnap_watchdog_jiffies(),
+						 &release);
+
+	if (why || release)
+		bdsnap_watchdog_act(s, why);
+}
+
 static void bdsnap_watchdog_fn(struct work_struct *work)
 {
 	unsigned long limit = bdsnap_watchdog_jiffies();
@@ -277,20 +306,7 @@ static void bdsnap_watchdog_fn(struct work_struct *work)
 		rcu_read_unlock();
 		if (!victim)
 			break;
-		if (why) {
-			/*
-			 * The store is stuck: it cannot record the failure
-			 * either, so the writes go now. The store worker
-			 * records it if the store ever answers again.
-			 */
-			__bdsnap_session_fail(victim, -ETIMEDOUT, why);
-			queue_work(bdsnap_store_wq, &victim->store_work);
-		} else {
-			pr_err("%s: session %s: the failure is not yet recorded in the store after %u s; letting held writes through\n",
-			       victim->dev->name, victim->id,
-			       READ_ONCE(bdsnap_watchdog_secs));
-		}
-		bdsnap_cow_release(victim);
+		bdsnap_watchdog_act(victim, why);
 		bdsnap_session_put(victim);
 	}
 	bdsnap_throttle_stalled(limit);

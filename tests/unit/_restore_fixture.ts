@@ -1,7 +1,7 @@
 /**
  * Test helper: a store of simulated sessions of an image file, the image at
- * its final state, and the dependencies of a run without a terminal or the
- * module, for the restore command tests.
+ * its final state, the dependencies of a run without a terminal or the
+ * module, and a plan applied in memory, for the restore tests.
  * @module
  */
 
@@ -15,6 +15,7 @@ import {
   writeHistory,
 } from "../_store_writer.ts";
 import type { RestoreDeps } from "../../cli/_lib/restore_common.ts";
+import type { Plan } from "../../lib/plan.ts";
 
 /** Size of the fixture's image. */
 export const SIZE = 256 * 1024;
@@ -58,3 +59,13 @@ export const script: RestoreDeps = {
   isActivated: () => false,
   liveSessions: () => new Set(),
 };
+
+/** Apply a plan in memory to `current`, reading the sessions' blocks.dat. */
+export async function applyInMemory(plan: Plan, current: Uint8Array): Promise<Uint8Array> {
+  const out = new Uint8Array(current);
+  const dats = await Promise.all(plan.sessions.map((s) => Deno.readFile(`${s.dir}/blocks.dat`)));
+  for (const p of plan.pieces) {
+    out.set(dats[p.session].subarray(p.datOffset, p.datOffset + p.length), p.devOffset);
+  }
+  return out;
+}

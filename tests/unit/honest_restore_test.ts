@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import { encodeMapHeader, encodeMeta, MAP_F_WRITE_AHEAD, parseMeta } from "../../lib/format.ts";
-import { type Plan, planRestore, restorability } from "../../lib/plan.ts";
+import { planRestore, restorability } from "../../lib/plan.ts";
 import { planRetention } from "../../lib/retention.ts";
 import { listSessions, type Session } from "../../lib/store.ts";
 import {
@@ -20,6 +20,7 @@ import {
   writeHistory,
 } from "../_store_writer.ts";
 import { fakeChain } from "./_fake_sessions.ts";
+import { applyInMemory } from "./_restore_fixture.ts";
 
 const SIZE = 256 * 1024;
 const ENOSPC = 28;
@@ -37,16 +38,6 @@ async function store(
   const h = simulate(randomBytes(rand, SIZE), "/dev/vdb", mounts, { kind: "block" });
   const ids = await writeHistory(root, h);
   return { root, ids, h, sessions: await listSessions(root, { liveSessions: new Set() }) };
-}
-
-/** A plan applied in memory to the device's present content. */
-async function applied(plan: Plan, current: Uint8Array): Promise<Uint8Array> {
-  const out = new Uint8Array(current);
-  const dats = await Promise.all(plan.sessions.map((s) => Deno.readFile(`${s.dir}/blocks.dat`)));
-  for (const p of plan.pieces) {
-    out.set(dats[p.session].subarray(p.datOffset, p.datOffset + p.length), p.devOffset);
-  }
-  return out;
 }
 
 /** Rewrite a session's meta.json through `edit`. */
@@ -156,7 +147,7 @@ Deno.test("restorability: closed, interrupted with and without write-ahead, fail
       if (kind === "exact") {
         const plan = planRestore(f.sessions, f.ids[target]);
         assert.deepEqual(plan.gaps, []);
-        assert.deepEqual(await applied(plan, f.h.final), f.h.before[target], name);
+        assert.deepEqual(await applyInMemory(plan, f.h.final), f.h.before[target], name);
       } else {
         assert.throws(() => planRestore(f.sessions, f.ids[target]), /would not be exact/);
         const plan = planRestore(f.sessions, f.ids[target], { acceptGap: true });
@@ -180,7 +171,7 @@ Deno.test("restorability: a write-ahead crash's torn tail is exact; a failure re
   assert.equal(s[1].state, "interrupted");
   assert.equal(s[1].tail?.offset, b.length);
   const plan = planRestore(s, wa.ids[0]);
-  assert.deepEqual(await applied(plan, wa.h.final), wa.h.before[0]);
+  assert.deepEqual(await applyInMemory(plan, wa.h.final), wa.h.before[0]);
   await Deno.remove(wa.root, { recursive: true });
 
   // Failed after 2 of its records: the writes after it reached the device
@@ -191,7 +182,10 @@ Deno.test("restorability: a write-ahead crash's torn tail is exact; a failure re
     e.message,
     /failed \(No space left on device \(ENOSPC\)\), after 2 durable record\(s\): writes to the device after the failure were not saved/,
   );
-  const mixed = await applied(planRestore(f.sessions, f.ids[1], { acceptGap: true }), f.h.final);
+  const mixed = await applyInMemory(
+    planRestore(f.sessions, f.ids[1], { acceptGap: true }),
+    f.h.final,
+  );
   assert.notDeepEqual(mixed, f.h.before[1]);
   await Deno.remove(f.root, { recursive: true });
 });

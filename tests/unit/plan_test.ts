@@ -3,6 +3,7 @@ import { RestoreError } from "../../lib/errors.ts";
 import { encodeMeta, parseMeta } from "../../lib/format.ts";
 import { type Plan, planRestore } from "../../lib/plan.ts";
 import { listSessions } from "../../lib/store.ts";
+import { applyInMemory } from "./_restore_fixture.ts";
 import {
   type History,
   type MountSpec,
@@ -13,16 +14,6 @@ import {
   writeHistory,
   writeSession,
 } from "../_store_writer.ts";
-
-/** Apply a plan in memory to `current`, reading the sessions' blocks.dat. */
-async function applyInMemory(plan: Plan, current: Uint8Array): Promise<Uint8Array> {
-  const out = new Uint8Array(current);
-  const dats = await Promise.all(plan.sessions.map((s) => Deno.readFile(`${s.dir}/blocks.dat`)));
-  for (const p of plan.pieces) {
-    out.set(dats[p.session].subarray(p.datOffset, p.datOffset + p.length), p.devOffset);
-  }
-  return out;
-}
 
 function checkShape(plan: Plan): void {
   let end = -1;

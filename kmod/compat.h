@@ -41,6 +41,9 @@
  *	lookup_noperm(struct qstr *, base).
  * is_endbr_word (7.0+, IBT kernels): is_endbr() takes a pointer and is not
  *	exported; the check of an instruction word is __is_endbr(u32).
+ * scoped_with_init_fs (7.0+): kernel threads have an fs_struct of their
+ *	own, rooted in the kernel's rootfs, no longer PID 1's: a kworker that
+ *	resolves a path as init sees it must say so (bdsnap_with_init_fs()).
  * wq_percpu (6.17+, and Debian's 6.12): WQ_PERCPU; 7.2+ warns about an
  *	alloc_workqueue() with neither WQ_PERCPU nor WQ_UNBOUND.
  * crc32c_le (up to 6.13): the built-in CRC-32C is __crc32c_le(); later
@@ -56,6 +59,7 @@
 #include <linux/err.h>
 #include <linux/file.h>
 #include <linux/fs.h>
+#include <linux/fs_struct.h>
 #include <linux/ftrace.h>
 #include <linux/mount.h>
 #include <linux/namei.h>
@@ -138,6 +142,25 @@ static inline void bdsnap_bdev_close(struct bdsnap_bdev *b)
 #define bdsnap_mnt_idmap(mnt)	mnt_idmap(mnt)
 #else
 #define bdsnap_mnt_idmap(mnt)	mnt_user_ns(mnt)
+#endif
+
+/* ---- path resolution from a kworker: against init's root ---- */
+
+/*
+ * Put in front of a block that resolves paths:
+ *
+ *	bdsnap_with_init_fs() {
+ *		...
+ *	}
+ *
+ * Since 7.0 the block runs with PID 1's root and cwd (scoped_with_init_fs(),
+ * restored when the block is left, by return too). Before, kernel threads
+ * share init's fs_struct, and it is a plain block.
+ */
+#ifdef BDSNAP_HAVE_SCOPED_WITH_INIT_FS
+#define bdsnap_with_init_fs()	scoped_with_init_fs()
+#else
+#define bdsnap_with_init_fs()
 #endif
 
 /* ---- creating a directory: start, vfs_mkdir, end ---- */

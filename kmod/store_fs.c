@@ -4,6 +4,9 @@
  * file, remove them, write fully, sync a directory), in one place because
  * their kernel interfaces change between releases (see compat.h).
  * Called from kworkers only: kernel credentials, init's mount namespace.
+ * Paths are absolute and resolved against init's root
+ * (bdsnap_with_init_fs(): since 7.0 a kworker's own root is the kernel's
+ * rootfs, not the root init switched to).
  */
 #include <linux/kernel.h>
 #include <linux/slab.h>
@@ -38,11 +41,13 @@ int bdsnap_mkdir(const char *path, umode_t mode)
 	struct dentry *d;
 	int ret;
 
-	d = bdsnap_start_creating_path(path, &parent, LOOKUP_DIRECTORY);
-	if (IS_ERR(d))
-		return PTR_ERR(d);
-	ret = bdsnap_vfs_mkdir(&parent, &d, mode);
-	bdsnap_end_creating_path(&parent, d);
+	bdsnap_with_init_fs() {
+		d = bdsnap_start_creating_path(path, &parent, LOOKUP_DIRECTORY);
+		if (IS_ERR(d))
+			return PTR_ERR(d);
+		ret = bdsnap_vfs_mkdir(&parent, &d, mode);
+		bdsnap_end_creating_path(&parent, d);
+	}
 	return ret;
 }
 
@@ -54,7 +59,8 @@ int bdsnap_remove(const char *dir, const char *name, bool is_dir)
 	struct inode *di;
 	int ret;
 
-	ret = kern_path(dir, LOOKUP_FOLLOW | LOOKUP_DIRECTORY, &parent);
+	bdsnap_with_init_fs()
+		ret = kern_path(dir, LOOKUP_FOLLOW | LOOKUP_DIRECTORY, &parent);
 	if (ret)
 		return ret;
 	ret = mnt_want_write(parent.mnt);
@@ -83,8 +89,10 @@ out:
 
 void bdsnap_fsync_dir(const char *path)
 {
-	struct file *f = filp_open(path, O_RDONLY | O_DIRECTORY, 0);
+	struct file *f;
 
+	bdsnap_with_init_fs()
+		f = filp_open(path, O_RDONLY | O_DIRECTORY, 0);
 	if (!IS_ERR(f)) {
 		vfs_fsync(f, 0);
 		fput(f);
@@ -99,7 +107,9 @@ struct file *bdsnap_create(const char *dir, const char *name)
 	path = kasprintf(GFP_KERNEL, "%s/%s", dir, name);
 	if (!path)
 		return ERR_PTR(-ENOMEM);
-	f = filp_open(path, O_WRONLY | O_CREAT | O_EXCL | O_LARGEFILE, 0600);
+	bdsnap_with_init_fs()
+		f = filp_open(path, O_WRONLY | O_CREAT | O_EXCL | O_LARGEFILE,
+			      0600);
 	kfree(path);
 	return f;
 }

@@ -38,7 +38,7 @@ export type RestoreErrorCode =
   | "failed"
   /** A session of the chain is missing from the store. */
   | "missing"
-  /** A session of the chain was cut short by a crash or power cut. */
+  /** A session of the chain was cut short by a crash, without write-ahead durability. */
   | "interrupted"
   /** A later session saw writes outside any session: the chain is not exact. */
   | "unmounted-writes"

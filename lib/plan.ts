@@ -105,8 +105,8 @@ export interface PlanOptions {
   allowOpen?: boolean;
   /**
    * Accept a chain that is not provably exact: a session missing from it, or
-   * one that was interrupted, failed or is incomplete. The gaps are listed in
-   * {@linkcode Plan.gaps} and the warnings.
+   * one that failed, is incomplete, or was interrupted without write-ahead
+   * durability. The gaps are listed in {@linkcode Plan.gaps} and the warnings.
    */
   acceptGap?: boolean;
 }
@@ -177,8 +177,8 @@ export interface Chain {
  *
  * Two kinds of refusal: hard ones (open, damaged, superseded, writes outside
  * a session, …) and gaps, where the restore would run but could not be
- * proven exact (a session missing from the chain, or one that was
- * interrupted, failed or is incomplete). Gaps refuse with
+ * proven exact (a session missing from the chain, or one that failed, is
+ * incomplete, or was interrupted without write-ahead). Gaps refuse with
  * {@linkcode RestoreError.acceptable} set, unless `acceptGap` is given.
  *
  * @throws {RestoreError} exactly as {@linkcode planRestore} does.

@@ -169,6 +169,7 @@ Deno.test("show: detail, and --ranges as a sorted, merged changed-block list", a
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /^session: +dev_vdb_20261101T080000\.000000Z$/m);
   assert.match(r.stdout, /^saved: +4 chunks, 16\.0 KiB in 4 records$/m);
+  assert.match(r.stdout, /^durability: +write-ahead \(each pre-image saved before its write/m);
   assert.match(r.stdout, /^OFFSET +LENGTH\n +0 +12288\n 65536 +4096\n$/m);
 
   r = await run(["--store", root, "show", "dev_vdb_20200101T000000.000000Z"]);

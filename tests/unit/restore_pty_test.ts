@@ -108,12 +108,15 @@ Deno.test({
     await p.waitFor(/Device to restore/);
     await p.send("\r");
     await p.waitFor(/to its state before which mount\?/);
+    // Each choice says its state and guarantee.
+    await p.waitFor(/changed +closed, write-ahead/);
     // Newest first: two steps down is the oldest session.
     await p.send(DOWN);
     await p.send(DOWN);
     await p.send("\r");
     await p.waitFor(/Type .*disk\.img to confirm:/);
     assert.match(p.text, new RegExp(`state: +as before the mount of .*\\(session ${f.ids[0]}\\)`));
+    assert.match(p.text, /the result is exact \(every session of the chain ended cleanly\)/);
     await p.send(f.image + "\r");
     assert.equal(await p.exit(), 0, p.text);
     if (Deno.env.get("BDSNAP_PTY_VERBOSE")) console.log(p.text);

@@ -229,6 +229,26 @@ export interface GuestReport {
   configs: Config[];
   results: Record<string, Partial<Record<Config, AggregateResult>>>;
   inflight?: { peak: number; limit: number; per_workload: Record<string, number> };
+  /**
+   * The store's sync protocol on the store's ext4 without the module
+   * (guest.ts storeProbe): per batch of pre-images, what the store disk
+   * wrote and how many flushes each fdatasync caused.
+   */
+  store_probe?: Array<{
+    /** append: kmod/store.c's files, growing; prealloc: written beforehand; one-file: one sync. */
+    mode: "append" | "prealloc" | "one-file";
+    batch_bytes: number;
+    batches: number;
+    write_bytes_per_batch: number;
+    write_bytes_per_data_byte: number;
+    writes_per_batch: number;
+    flushes_per_batch: number;
+    /** Flushes during the data write + fdatasync of blocks.dat (one-file: the only sync). */
+    flushes_dat_sync: number;
+    /** Flushes during the record write + fdatasync of blocks.map. */
+    flushes_map_sync: number;
+    ms_per_batch: number;
+  }>;
   /** The disks' write cache as the guest saw it during the run ("write back"). */
   write_cache?: Record<string, string>;
   restore?: {

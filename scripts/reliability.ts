@@ -18,6 +18,7 @@ import type {
 } from "../tests/reliability/_scenario.ts";
 import { powerCut } from "../tests/reliability/power_cut.ts";
 import { storeFaults } from "../tests/reliability/store_faults.ts";
+import { hungStore } from "../tests/reliability/hung_store.ts";
 import { originVanishes } from "../tests/reliability/origin_vanishes.ts";
 import { controlStress } from "../tests/reliability/control_stress.ts";
 import { controlFuzz } from "../tests/reliability/control_fuzz.ts";
@@ -27,6 +28,7 @@ import { security } from "../tests/reliability/security.ts";
 export const SCENARIOS: Scenario[] = [
   powerCut,
   storeFaults,
+  hungStore,
   originVanishes,
   controlStress,
   controlFuzz,
@@ -38,8 +40,8 @@ const USAGE = `usage: deno task test:reliability [options]
 
   --kernel SERIES     6.1, 6.12 or debug (time limits x6); repeatable (default: 6.1 and 6.12)
   --only NAMES        comma-separated subset of: ${SCENARIOS.map((s) => s.name).join(", ")}
-  --runs N            rounds of every variant of store_faults and origin_vanishes (default 1)
-  --cuts N            power cuts per kernel (default 20)
+  --runs N            rounds of every variant of store_faults, hung_store and origin_vanishes (default 1)
+  --cuts N            power cuts per kernel (default 20; N cuts take N+1 boots)
   --fuzz-calls N      calls made by the control fuzzer (default 20000)
   --soak-minutes M    guest minutes of fio verify in the soak (default 20)
   --stress-seconds S  duration of the control stress (default 300)

@@ -20,6 +20,8 @@ export * from "./lib/errors.ts";
 export * from "./lib/store.ts";
 export * from "./lib/plan.ts";
 export * from "./lib/apply.ts";
+export * from "./lib/export.ts";
+export * from "./lib/target.ts";
 export * from "./lib/retention.ts";
 export { type Crc32c, crc32c } from "./lib/crc32c.ts";
 // The pool verifySessionData can use (VerifyOptions.pool).

@@ -25,7 +25,7 @@ import {
   withDefaults,
 } from "./_lib/restore_common.ts";
 import { formatBytes, formatNs } from "./_lib/units.ts";
-import { exportImage } from "../lib/apply.ts";
+import { exportImage } from "../lib/export.ts";
 import { planRestore } from "../lib/plan.ts";
 
 /** The options of `export`. */

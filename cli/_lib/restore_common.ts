@@ -10,7 +10,7 @@ import { liveSessionIds, sessionDevice, storeError } from "./store_view.ts";
 import { formatBytes, formatNs, isoFromNs } from "./units.ts";
 import { eprintln } from "./io.ts";
 import { type GlobalOptions, warn } from "./context.ts";
-import type { TargetInfo } from "../../lib/apply.ts";
+import type { TargetInfo } from "../../lib/target.ts";
 import { RestoreError } from "../../lib/errors.ts";
 import { type Plan, type PlanOptions, planRestore, restorability } from "../../lib/plan.ts";
 import { compareSessions, type Session } from "../../lib/store.ts";

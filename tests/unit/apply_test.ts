@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
-import { applyRestore, devString, exportImage, loopDevicesOf, writePlan } from "../../lib/apply.ts";
+import { applyRestore, writePlan } from "../../lib/apply.ts";
+import { exportImage } from "../../lib/export.ts";
+import { devString, loopDevicesOf } from "../../lib/target.ts";
 import { RestoreError } from "../../lib/errors.ts";
 import { planRestore } from "../../lib/plan.ts";
 import { listSessions } from "../../lib/store.ts";

@@ -80,6 +80,7 @@ round() {
 	export HS_FAILED_BEFORE
 	HS_FAILED_BEFORE=$(status_field 'd["counters"]["sessions_failed"]')
 	bounded 60 dmsetup suspend --nolockfs hstore || problems+=("dmsetup suspend failed")
+	s0=$SECONDS
 	t0=$($PY now)
 	note "store suspended; writers: $(for w in buffered fsync direct; do printf '%s %s ops, ' $w "$(wc -l </tmp/hs.$w.log)"; done)"
 	r=$($PY watch "$t0" "$BOUND" /tmp/hs.buffered.log /tmp/hs.fsync.log /tmp/hs.direct.log)
@@ -93,25 +94,23 @@ round() {
 	# still suspended. The store is resumed at the latest HT - 4 s after its
 	# suspension: the store's own worker waits on it all along, and must not
 	# be what the hung-task detector reports.
-	local deadline
-	deadline=$(python3 -c "print(round($t0 + $HT - 4, 3))")
-	left() { python3 -c "print(max(0, int($deadline - $($PY now))))"; }
-	for w in buffered fsync direct; do touch $M/$w/stop 2>/dev/null; done
+	local deadline=$((s0 + HT - 4)) # bash's clock: no process start-up per check
+	for w in buffered fsync direct; do touch $M/$w/stop 2>/dev/null & done
 	for p in "${pids[@]}"; do
-		wait_bg "$p" "$(left)" || {
-			problems+=("a writer did not stop while the store was suspended: $(tr '\n' ' ' </proc/$p/stack 2>/dev/null | cut -c1-300)")
+		wait_bg "$p" $((deadline > SECONDS ? deadline - SECONDS : 0)) || {
+			problems+=("a writer did not stop while the store was suspended ($((SECONDS - s0)) s): $(tr '\n' ' ' </proc/$p/stack 2>/dev/null | cut -c1-300)")
 			break
 		}
 	done
-	note "writers stopped $(python3 -c "print(round($($PY now) - $t0, 1))") s after the suspension"
+	note "writers stopped $((SECONDS - s0)) s after the suspension"
 	if ! ((${#problems[@]})); then
 		umount $M &
 		umount_pid=$!
-		if wait_bg $umount_pid "$(left)"; then
+		if wait_bg $umount_pid $((deadline > SECONDS ? deadline - SECONDS : 0)); then
 			umounted=1
-			note "umount returned $(python3 -c "print(round($($PY now) - $t0, 1))") s after the suspension"
+			note "umount returned $((SECONDS - s0)) s after the suspension"
 		else
-			problems+=("umount did not return with the store suspended ($(python3 -c "print(round($($PY now) - $t0, 1))") s after the suspension; its stack: $(tr '\n' ' ' </proc/$umount_pid/stack 2>/dev/null | cut -c1-400))")
+			problems+=("umount did not return with the store suspended ($((SECONDS - s0)) s after the suspension; its stack: $(tr '\n' ' ' </proc/$umount_pid/stack 2>/dev/null | cut -c1-400))")
 		fi
 	fi
 	bounded 60 dmsetup resume hstore && resumed=1 || problems+=("dmsetup resume failed")

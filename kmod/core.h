@@ -124,6 +124,7 @@ struct bdsnap_store {
 	struct file *dat, *map, *meta;
 	char *dir;			/* absolute path of the session directory */
 	loff_t dat_off, map_off;
+	loff_t map_alloc;		/* blocks.map's size: zeroes past map_off */
 	u32 records;			/* in blocks.map */
 	u64 map_bytes;			/* data the records in blocks.map cover */
 	u32 meta_size;			/* meta.json is rewritten in place */

@@ -40,6 +40,13 @@
 
 #define BDSNAP_META_SIZE	4096
 #define BDSNAP_META_MAX		16384
+/*
+ * blocks.map is extended with zeroes this much at a time, so that appending
+ * records is an overwrite: its fdatasync then needs no journal commit. A
+ * zero record is not valid, so the zeroes read as a torn tail until the
+ * close truncates them.
+ */
+#define BDSNAP_MAP_STEP		(256 << 10)
 
 static_assert(sizeof(struct bdsnap_map_header) == 64);
 static_assert(sizeof(struct bdsnap_map_record) == 32);
@@ -82,6 +89,24 @@ static int bdsnap_write_header(struct bdsnap_store *st)
 	st->hdr.header_crc = cpu_to_le32(bdsnap_crc32c(&st->hdr,
 				offsetof(struct bdsnap_map_header, header_crc)));
 	return bdsnap_write_all(st->map, &st->hdr, sizeof(st->hdr), &pos);
+}
+
+/* Zeroes in blocks.map up to at least @end, in BDSNAP_MAP_STEP steps. */
+static int bdsnap_map_reserve(struct bdsnap_store *st, loff_t end)
+{
+	const void *zero = page_address(ZERO_PAGE(0));
+	loff_t to = round_up(end, BDSNAP_MAP_STEP);
+	int ret;
+
+	while (st->map_alloc < to) {
+		loff_t pos = st->map_alloc;
+
+		ret = bdsnap_write_all(st->map, zero, PAGE_SIZE - offset_in_page(pos), &pos);
+		if (ret)
+			return ret;
+		st->map_alloc = pos;
+	}
+	return 0;
 }
 
 /* Create the session directory and files. From a kworker. */
@@ -151,6 +176,10 @@ int bdsnap_store_open(struct bdsnap_session *s, const char *name)
 	if (ret)
 		goto err;
 	st->map_off = sizeof(*hdr);
+	st->map_alloc = sizeof(*hdr);
+	ret = bdsnap_map_reserve(st, st->map_off + 1);
+	if (ret)
+		goto err;
 	ret = vfs_fsync(st->map, 0);
 	if (ret)
 		goto err;
@@ -220,12 +249,16 @@ int bdsnap_store_sync(struct bdsnap_session *s)
 		st->dat_dirty = false;
 	}
 	if (st->nr_pending) {
+		size_t len = st->nr_pending * sizeof(*st->pending);
 		loff_t pos = st->map_off;
 		u64 bytes = 0;
 		u32 i;
 
+		ret = bdsnap_map_reserve(st, pos + len);
+		if (ret)
+			return ret;
 		ret = bdsnap_write_all(st->map, st->pending,
-				       st->nr_pending * sizeof(*st->pending), &pos);
+				       len, &pos);
 		if (ret)
 			return ret;
 		for (i = 0; i < st->nr_pending; i++)
@@ -322,6 +355,13 @@ void bdsnap_store_close(struct bdsnap_session *s, bool discard)
 		bdsnap_store_release(st, true);
 		return;
 	}
+	/* Closed: the map ends at its last record (docs/FORMAT.md). */
+	ret = vfs_truncate(&st->map->f_path, st->map_off);
+	if (!ret)
+		ret = vfs_fsync(st->map, 0);
+	if (ret)
+		pr_err("%s: session %s: cannot trim blocks.map: %pe\n",
+		       s->dev->name, s->id, ERR_PTR(ret));
 	if (s->state != BDSNAP_SESSION_OPEN && !s->fail_recorded) {
 		ret = bdsnap_store_mark_failed(s);
 		if (ret)

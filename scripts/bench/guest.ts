@@ -207,6 +207,7 @@ async function setupThin(): Promise<void> {
 
 async function setup(): Promise<void> {
   await writeBackCaches();
+  await startFuaCounting();
   await sh("modprobe dm-snapshot");
   if (configs.includes("dm-thin")) await setupThin();
   if (configs.includes("dm-snapshot")) {
@@ -469,12 +470,63 @@ function ioDelta(a: DevIo, b: DevIo): DevIo {
     writes: b.writes - a.writes,
     write_bytes: b.write_bytes - a.write_bytes,
     flushes: b.flushes - a.flushes,
+    ...(a.fua_writes !== undefined && b.fua_writes !== undefined
+      ? { fua_writes: b.fua_writes - a.fua_writes }
+      : {}),
   };
+}
+
+const TRACING = "/sys/kernel/tracing";
+const BIO_QUEUE = `${TRACING}/events/block/block_bio_queue`;
+let fuaTracing = false;
+
+/**
+ * Count FUA writes per device with a hist trigger on block_bio_queue (no
+ * trace buffer to read or overflow). Best effort: without it the FUA
+ * counts are absent and the commit target reads n/a.
+ */
+async function startFuaCounting(): Promise<void> {
+  try {
+    try {
+      await Deno.stat(`${TRACING}/events`);
+    } catch {
+      await sh(`mount -t tracefs nodev ${TRACING}`);
+    }
+    await Deno.writeTextFile(`${BIO_QUEUE}/trigger`, "hist:keys=dev,rwbs:size=2048\n");
+    fuaTracing = true;
+  } catch (e) {
+    log(`no FUA counts (tracing): ${e instanceof Error ? e.message : e}`);
+  }
+}
+
+/** Kernel dev_t (MAJOR << 20 | MINOR) → FUA writes so far. */
+async function fuaCounts(): Promise<Map<number, number> | null> {
+  if (!fuaTracing) return null;
+  const counts = new Map<number, number>();
+  for (const line of (await Deno.readTextFile(`${BIO_QUEUE}/hist`)).split("\n")) {
+    const m = /dev:\s*(\d+),\s*rwbs:\s*(\S+)\s*\}\s*hitcount:\s*(\d+)/.exec(line);
+    if (m && m[2].includes("WF")) {
+      counts.set(Number(m[1]), (counts.get(Number(m[1])) ?? 0) + Number(m[3]));
+    }
+  }
+  return counts;
+}
+
+async function devT(disk: string): Promise<number> {
+  const [ma, mi] = (await Deno.readTextFile(`/sys/block/${disk.replace("/dev/", "")}/dev`))
+    .trim().split(":").map(Number);
+  return ma * 2 ** 20 + mi;
 }
 
 async function ioSnapshot(c: Config): Promise<PhaseIo> {
   const d = ioDisks[c];
-  return { origin: await devStat(d.origin), store: d.store ? await devStat(d.store) : null };
+  const fua = await fuaCounts();
+  const one = async (disk: string): Promise<DevIo> => {
+    const x = await devStat(disk);
+    if (fua) x.fua_writes = fua.get(await devT(disk)) ?? 0;
+    return x;
+  };
+  return { origin: await one(d.origin), store: d.store ? await one(d.store) : null };
 }
 
 async function phase(w: Workload, c: Config): Promise<PhaseResult> {

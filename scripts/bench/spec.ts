@@ -144,6 +144,13 @@ export interface DevIo {
   writes: number;
   write_bytes: number;
   flushes: number;
+  /**
+   * Writes submitted with REQ_FUA (the block:block_bio_queue tracepoint, rwbs
+   * "…WF…", counted with a hist trigger): a commit record each, dm-snapshot's
+   * exception commits on its COW disk, ext4's journal commit blocks on
+   * bdsnap's store. Absent when tracing was not available.
+   */
+  fua_writes?: number;
 }
 
 /**

@@ -24,6 +24,7 @@ import { controlStress } from "../tests/reliability/control_stress.ts";
 import { controlFuzz } from "../tests/reliability/control_fuzz.ts";
 import { soak } from "../tests/reliability/soak.ts";
 import { security } from "../tests/reliability/security.ts";
+import { crashPoints } from "../tests/reliability/crash_points.ts";
 
 export const SCENARIOS: Scenario[] = [
   powerCut,
@@ -34,6 +35,7 @@ export const SCENARIOS: Scenario[] = [
   controlFuzz,
   soak,
   security,
+  crashPoints,
 ];
 
 const USAGE = `usage: deno task test:reliability [options]

@@ -19,8 +19,7 @@ import { cacheDir, downloadCacheDir } from "./paths.ts";
 export const SERIES = ["6.1", "6.12"] as const;
 /**
  * Series not in the default matrix yet. Their modules are built in a chroot
- * of the kernel's own release (build_chroot.ts): 6.12-rt builds; newest
- * (7.x) boots, but kmod/ does not build for it yet.
+ * of the kernel's own release (build_chroot.ts).
  */
 export const EXTRA_SERIES = ["6.12-rt", "newest"] as const;
 type DebianSeries = typeof SERIES[number] | typeof EXTRA_SERIES[number];

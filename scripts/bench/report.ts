@@ -402,7 +402,7 @@ export function markdown(r: BenchResult): string {
       "the filesystem is on (dm-thin: the pool's data disk, which also takes its copies); store: " +
       "bdsnap's store disk, dm-snapshot's COW disk, dm-thin's metadata disk; FUA writes (traced at " +
       "block_bio_queue) are commit records: dm-snapshot's exception commits, the store ext4's " +
-      "journal commits, dm-thin's superblock commits.",
+      "journal commits (dm-thin commits its metadata with a plain flush, no FUA write).",
     "",
     "| workload | phase | config | origin read | origin write | store read | store write | " +
       "origin flushes/1000 | store flushes/1000 | store FUA writes/1000 |",

@@ -39,9 +39,9 @@
  *	renamed start_creating_path()/end_creating_path().
  * lookup_noperm (6.16+): lookup_one_len(name, base, len) became
  *	lookup_noperm(struct qstr *, base).
- * is_endbr_word (7.0+, IBT kernels): is_endbr() takes a pointer and is not
+ * is_endbr_word (7.x, IBT kernels): is_endbr() takes a pointer and is not
  *	exported; the check of an instruction word is __is_endbr(u32).
- * scoped_with_init_fs (7.0+): kernel threads have an fs_struct of their
+ * scoped_with_init_fs (7.x): kernel threads have an fs_struct of their
  *	own, rooted in the kernel's rootfs, no longer PID 1's: a kworker that
  *	resolves a path as init sees it must say so (bdsnap_with_init_fs()).
  * wq_percpu (6.17+, and Debian's 6.12): WQ_PERCPU; 7.2+ warns about an
@@ -153,7 +153,7 @@ static inline void bdsnap_bdev_close(struct bdsnap_bdev *b)
  *		...
  *	}
  *
- * Since 7.0 the block runs with PID 1's root and cwd (scoped_with_init_fs(),
+ * On 7.x the block runs with PID 1's root and cwd (scoped_with_init_fs(),
  * restored when the block is left, by return too). Before, kernel threads
  * share init's fs_struct, and it is a plain block.
  */

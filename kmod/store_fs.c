@@ -5,7 +5,7 @@
  * their kernel interfaces change between releases (see compat.h).
  * Called from kworkers only: kernel credentials, init's mount namespace.
  * Paths are absolute and resolved against init's root
- * (bdsnap_with_init_fs(): since 7.0 a kworker's own root is the kernel's
+ * (bdsnap_with_init_fs(): on 7.x a kworker's own root is the kernel's
  * rootfs, not the root init switched to).
  */
 #include <linux/kernel.h>

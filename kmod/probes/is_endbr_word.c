@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * 7.0+ with IBT: is_endbr() takes a pointer (and is not exported); checking
+ * 7.x with IBT: is_endbr() takes a pointer (and is not exported); checking
  * an instruction word already read is __is_endbr(u32 word). (A probe's
  * name may not start with "__": kbuild reserves such targets.)
  */

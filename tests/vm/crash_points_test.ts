@@ -5,7 +5,7 @@
  * 200 sampled write boundaries and a short workload; every FLUSH/FUA entry
  * of the session's log is a point as well. At each point the crashed store
  * must restore the crashed origin to its exact pre-mount image, without
- * --accept-gap or --force; every 40th point also through `bdsnap restore`.
+ * --accept-gap or --force; every 100th point (and the last) also through `bdsnap restore`.
  * The full count is `deno task test:reliability --only crash_points`.
  */
 import assert from "node:assert/strict";
@@ -18,7 +18,7 @@ Deno.test("every crash point of a session (200 sampled + every flush): exact res
   const r = await shTry(`bash ${script}`, {
     CP_POINTS: Deno.env.get("BDSNAP_CRASH_POINTS") ?? "200",
     CP_SEED: seed,
-    CP_CLI_EVERY: "40",
+    CP_CLI_EVERY: "100",
     CP_WORK_SECONDS: "3",
   });
   const out = r.stdout + r.stderr;

@@ -216,6 +216,7 @@ struct bdsnap_extent {
 	struct block_device *bdev;	/* the held bio's device */
 	sector_t sector;		/* read position on bdev */
 	unsigned long claimed_at;	/* jiffies: the watchdog's clock */
+	bool reserved;			/* s->lock: bytes count against the cap */
 	u32 bytes;			/* chunk multiple; held of the memory cap */
 	u32 valid;			/* bytes inside the device */
 	u32 nr_pages;

@@ -166,9 +166,12 @@ void bdsnap_ext_settle(struct bdsnap_extent *e)
 	struct bdsnap_op *op;
 	unsigned long flags;
 	LIST_HEAD(resume);
+	bool reserved;
 
 	bdsnap_ext_pages_free(e);
 	spin_lock_irqsave(&s->lock, flags);
+	reserved = e->reserved;
+	e->reserved = false;
 	ext_tree_remove(e, &s->inflight);
 	list_del(&e->node);
 	list_splice_init(&e->waiters, &resume);
@@ -177,7 +180,8 @@ void bdsnap_ext_settle(struct bdsnap_extent *e)
 	s->pending_bytes -= e->bytes;
 	spin_unlock_irqrestore(&s->lock, flags);
 
-	bdsnap_mem_release(e->bytes);
+	if (reserved)
+		bdsnap_mem_release(e->bytes);
 	bdsnap_resume(&resume);
 	if (op)
 		bdsnap_op_put(op);
@@ -320,6 +324,7 @@ static struct bdsnap_extent *bdsnap_claim(struct bdsnap_op *op,
 	e->s = s;
 	e->op = op;
 	e->claimed_at = jiffies | 1;
+	e->reserved = true;
 	e->bytes = bytes;
 	e->valid = min_t(u64, bytes, s->size - (c << s->chunk_shift));
 	e->nr_pages = DIV_ROUND_UP(bytes, PAGE_SIZE);
@@ -495,10 +500,16 @@ void bdsnap_cow_release(struct bdsnap_session *s)
 	struct bdsnap_extent *e;
 	unsigned long flags;
 	LIST_HEAD(resume);
+	u64 freed = 0;
 
 	spin_lock_irqsave(&s->lock, flags);
 	s->failing = false;
 	list_for_each_entry(e, &s->outstanding, node) {
+		/* A hung store keeps its extents: the cap must not keep them too. */
+		if (e->reserved) {
+			e->reserved = false;
+			freed += e->bytes;
+		}
 		list_splice_init(&e->waiters, &resume);
 		if (e->op) {
 			bdsnap_op_put_locked(e->op);
@@ -507,6 +518,8 @@ void bdsnap_cow_release(struct bdsnap_session *s)
 	}
 	list_splice_init(&s->fail_waiters, &resume);
 	spin_unlock_irqrestore(&s->lock, flags);
+	if (freed)
+		bdsnap_mem_release(freed);
 	bdsnap_resume(&resume);
 }
 

@@ -41,6 +41,7 @@
 #include <linux/workqueue.h>
 
 #include "core.h"
+#include "compat.h"
 #include "store_stack.h"
 
 #define LOOP_CACHE_SIZE		64
@@ -288,7 +289,9 @@ static void bdsnap_loop_resolve(struct work_struct *work)
 		if (!p.writes)
 			break;
 
-		ret = bdsnap_loop_backing(p.devt, &id, &seq);
+		/* It resolves the backing file's path: as init sees it (compat.h). */
+		bdsnap_with_init_fs()
+			ret = bdsnap_loop_backing(p.devt, &id, &seq);
 
 		mutex_lock(&bdsnap_reg_mutex);
 		/* Writes to a binding that is already gone cannot be placed. */

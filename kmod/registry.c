@@ -124,7 +124,9 @@ static void bdsnap_call_fn(struct work_struct *work)
 {
 	struct bdsnap_call *c = container_of(work, struct bdsnap_call, work);
 
-	c->ret = c->fn(c->arg);
+	/* 7.x: kernel threads no longer share init's root; paths are init's. */
+	bdsnap_with_init_fs()
+		c->ret = c->fn(c->arg);
 }
 
 /*

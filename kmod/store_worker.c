@@ -43,9 +43,12 @@ static void bdsnap_store_busy(struct bdsnap_session *s, bool busy)
 }
 
 /*
- * Append @batch and make it durable. Extents that are durable are settled
- * (their writes go); on an error the rest is left in @batch and @done for
- * the failure path. Returns 0 or the error, *what naming the step.
+ * Append @batch and make it durable: on success every extent of it ends up
+ * in @done, durable, for the caller to settle (their writes go). A full
+ * record buffer is synced and settled on the way. On an error the rest is
+ * left in @batch and @done for the failure path. Returns 0 or the error,
+ * *what naming the step. Settling resubmits origin writes, which may wait
+ * on the origin: that is not store time for the watchdog.
  */
 static int bdsnap_commit(struct bdsnap_session *s, struct list_head *batch,
 			 struct list_head *done, const char **what)
@@ -62,7 +65,9 @@ static int bdsnap_commit(struct bdsnap_session *s, struct list_head *batch,
 			ret = bdsnap_store_sync(s);
 			if (ret)
 				return ret;
+			bdsnap_store_busy(s, false);
 			bdsnap_settle_all(done);
+			bdsnap_store_busy(s, true);
 		}
 		*what = "writing blocks.dat";
 		ret = bdsnap_store_append(s, e);
@@ -77,11 +82,7 @@ static int bdsnap_commit(struct bdsnap_session *s, struct list_head *batch,
 		atomic64_add(e->bytes, &bdsnap_total_bytes);
 	}
 	*what = "syncing the store";
-	ret = bdsnap_store_sync(s);
-	if (ret)
-		return ret;
-	bdsnap_settle_all(done);
-	return 0;
+	return bdsnap_store_sync(s);
 }
 
 /* Failed: the store says so before anything unsaved is let through. */

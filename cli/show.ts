@@ -53,6 +53,14 @@ export function showLines(s: Session, ranges: Range[] | null): string[] {
   if (j.unmounted_writes_before) {
     lines.push(`writes outside any mount before this one: ${j.unmounted_writes_before}`);
   }
+  if (j.unmounted_writes_after) {
+    lines.push(
+      `writes outside any mount after this one: ${j.unmounted_writes_after}` +
+        (j.deactivated_ns ? ` (before the deactivation at ${formatNs(j.deactivated_ns)})` : ""),
+    );
+  } else if (j.deactivated_ns) {
+    lines.push(`deactivated: ${formatNs(j.deactivated_ns)}`);
+  }
   if (s.tail) lines.push(`torn tail:   blocks.map offset ${s.tail.offset}: ${s.tail.reason}`);
   for (const p of j.problems) lines.push(`problem:     ${p}`);
   if (ranges) {

@@ -49,6 +49,7 @@ const TABLE: ReadonlyArray<readonly [number, string, string]> = [
   [110, "ETIMEDOUT", "Connection timed out"],
   [114, "EALREADY", "Operation already in progress"],
   [115, "EINPROGRESS", "Operation now in progress"],
+  [124, "EMEDIUMTYPE", "Wrong medium type"],
   [125, "ECANCELED", "Operation canceled"],
   [126, "ENOKEY", "Required key not available"],
   [127, "EKEYEXPIRED", "Key has expired"],

@@ -388,6 +388,18 @@ export interface SessionMeta {
   /** Write bios the device received outside any session before this mount. */
   unmountedWritesBefore: number;
   /**
+   * Write bios the device received outside any session after this session
+   * closed and before the device was deactivated: written by the module into
+   * the last session of an activation when the device is deactivated; 0 until
+   * then, and 0 when meta.json has no `unmounted_writes_after` (older modules).
+   */
+  unmountedWritesAfter: number;
+  /**
+   * When the device was deactivated after this session, Unix epoch,
+   * nanoseconds; 0 while it was not (or meta.json has no `deactivated_ns`).
+   */
+  deactivatedNs: number;
+  /**
    * The recorded guarantee, or `null` when meta.json has no `durability`
    * (an older module: it means `flush`, see {@linkcode metaDurability}).
    */
@@ -422,8 +434,48 @@ const META_FIELDS: ReadonlyArray<readonly [keyof SessionMeta, string, FieldType]
 ];
 
 /**
+ * Fields that modules before the persisted outside-a-session count do not
+ * write: absent reads as 0, present they are checked like the others.
+ */
+const OPTIONAL_META_FIELDS: ReadonlyArray<readonly [keyof SessionMeta, string, FieldType]> = [
+  ["unmountedWritesAfter", "unmounted_writes_after", "count"],
+  ["deactivatedNs", "deactivated_ns", "time"],
+];
+
+/**
+ * Every key meta.json can have, as the module writes them (required ones,
+ * then the optional ones): for tools and for the test that compares them with
+ * the keys kmod/session.c writes.
+ */
+export const META_KEYS: readonly string[] = [
+  ...META_FIELDS.map(([, json]) => json),
+  ...OPTIONAL_META_FIELDS.map(([, json]) => json),
+  "durability",
+];
+
+/** `value` has the field type `type`; else a FormatError naming `json`. */
+function checkField(json: string, type: FieldType, value: unknown): void {
+  const ok = type === "string"
+    ? typeof value === "string"
+    : type === "time"
+    ? typeof value === "number" && Number.isFinite(value) && value >= 0
+    : Number.isSafeInteger(value) && (value as number) >= (type === "positive" ? 1 : 0);
+  if (ok) return;
+  const want = type === "string"
+    ? "a string"
+    : type === "time"
+    ? "a non-negative number"
+    : type === "positive"
+    ? "a positive integer"
+    : "a non-negative integer";
+  throw new FormatError(`meta.json "${json}" must be ${want}, not ${JSON.stringify(value)}`);
+}
+
+/**
  * Parse and check meta.json. Unknown extra fields are ignored; every field
- * of format 1 must be present with the right type.
+ * of format 1 must be present with the right type, except those older
+ * modules did not write (`durability`, `unmounted_writes_after`,
+ * `deactivated_ns`), which are checked when present.
  *
  * @param data The file's bytes (must be UTF-8) or text.
  * @throws {FormatError} naming the field, or with the byte offset of a JSON
@@ -456,22 +508,13 @@ export function parseMeta(data: Uint8Array | string): SessionMeta {
   for (const [key, json, type] of META_FIELDS) {
     const value = obj[json];
     if (value === undefined) throw new FormatError(`meta.json has no "${json}"`);
-    const ok = type === "string"
-      ? typeof value === "string"
-      : type === "time"
-      ? typeof value === "number" && Number.isFinite(value) && value >= 0
-      : Number.isSafeInteger(value) && (value as number) >= (type === "positive" ? 1 : 0);
-    if (!ok) {
-      const want = type === "string"
-        ? "a string"
-        : type === "time"
-        ? "a non-negative number"
-        : type === "positive"
-        ? "a positive integer"
-        : "a non-negative integer";
-      throw new FormatError(`meta.json "${json}" must be ${want}, not ${JSON.stringify(value)}`);
-    }
+    checkField(json, type, value);
     out[key] = value;
+  }
+  for (const [key, json, type] of OPTIONAL_META_FIELDS) {
+    const value = obj[json];
+    if (value !== undefined) checkField(json, type, value);
+    out[key] = value ?? 0;
   }
   const meta = out as unknown as SessionMeta;
   if (meta.format !== META_FORMAT) {
@@ -496,10 +539,13 @@ export function parseMeta(data: Uint8Array | string): SessionMeta {
   return meta;
 }
 
-/** Encode meta.json (pretty-printed, with a final newline). */
+/**
+ * Encode meta.json (pretty-printed, with a final newline), with every field
+ * the current module writes; `durability` only when not `null`.
+ */
 export function encodeMeta(meta: SessionMeta): string {
   const obj: Record<string, unknown> = {};
-  for (const [key, json] of META_FIELDS) obj[json] = meta[key];
+  for (const [key, json] of [...META_FIELDS, ...OPTIONAL_META_FIELDS]) obj[json] = meta[key];
   if (meta.durability !== null) obj.durability = meta.durability;
   return JSON.stringify(obj, null, 2) + "\n";
 }

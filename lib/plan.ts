@@ -7,11 +7,15 @@
  *
  * The planner refuses (throws {@linkcode RestoreError}) when a session the
  * chain needs is open or damaged, when a session that may belong to the chain
- * names another device, or when a later session j > k recorded writes outside
- * any session (`unmounted_writes_before > 0`). A chain that would restore but
- * not provably exactly is refused too unless the caller passes `acceptGap`:
- * a session missing, failed (meta.json or the blocks.map header says so) or
- * incomplete, or one interrupted by a crash without write-ahead durability.
+ * names another device, or when writes outside any session reached the device
+ * after k's mount: a later session j > k recorded some before its mount
+ * (`unmounted_writes_before > 0`), or a session j ≥ k some after it closed,
+ * counted when the device was deactivated (`unmounted_writes_after > 0`);
+ * neither is a gap, and `acceptGap` does not let them through. A chain that
+ * would restore but not provably exactly is refused too unless the caller
+ * passes `acceptGap`: a session missing, failed (meta.json or the blocks.map
+ * header says so) or incomplete, or one interrupted by a crash without
+ * write-ahead durability.
  * An interrupted write-ahead session is exact up to its last valid record.
  *
  * @example
@@ -278,6 +282,16 @@ export function checkChain(
   }
   const chain = candidates.filter((s) => s.meta !== null && s.meta.device === device);
 
+  // Writes after a session closed that the module counted at deactivation
+  // (`unmounted_writes_after`): they reached the device after j's mount (so
+  // after k's), and no session saved their pre-images.
+  const checkAfter = (s: Session) => {
+    const m = s.meta!;
+    if (m.unmountedWritesAfter > 0) {
+      refuse("unmounted-writes", unmountedAfterText(s));
+    }
+  };
+  if (chain.length > 0) checkAfter(chain[0]);
   for (let i = 1; i < chain.length; i++) {
     const prev = chain[i - 1].meta!;
     const s = chain[i];
@@ -310,6 +324,7 @@ export function checkChain(
           `${m.size} in ${s.id})`,
       );
     }
+    checkAfter(s);
   }
 
   if (refusals.length > 0) {
@@ -335,6 +350,23 @@ export function checkChain(
   }
 
   return { target: k, chain, warnings: [...gaps.map((g) => g.message), ...warnings], gaps };
+}
+
+/**
+ * The refusal for a session with `unmounted_writes_after > 0`: how many
+ * writes, to which device, and between which times (UTC, to the second).
+ */
+function unmountedAfterText(s: Session): string {
+  const m = s.meta!;
+  return `${m.unmountedWritesAfter} write(s) reached ${m.device} outside any session after ` +
+    `session ${s.id} closed (${utcSeconds(m.endTimeNs)}) and before the device was ` +
+    `deactivated (${utcSeconds(m.deactivatedNs)}): the sessions cannot undo them`;
+}
+
+/** A meta.json time as `2026-12-01T17:40:02Z`; "time unknown" for 0. */
+function utcSeconds(ns: number): string {
+  if (!(ns > 0)) return "time unknown";
+  return new Date(Math.floor(ns / 1e6)).toISOString().replace(/\.\d{3}Z$/, "Z");
 }
 
 /** Why a failed session leaves a gap, with what the header recorded of the failure. */

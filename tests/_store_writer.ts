@@ -41,6 +41,10 @@ export interface SessionSpec {
   state?: MetaState;
   error?: string;
   unmountedWritesBefore?: number;
+  /** Writes outside any session after it closed, counted at deactivation (default 0). */
+  unmountedWritesAfter?: number;
+  /** When the device was deactivated after it, ns (default 0: not deactivated). */
+  deactivatedNs?: number;
   records: RecordSpec[];
   /**
    * The module's default, `write-ahead`: the header flag and meta.json's
@@ -110,6 +114,8 @@ export async function writeSession(root: string, spec: SessionSpec): Promise<str
     records: state === "open" ? 0 : records.length,
     bytes: state === "open" ? 0 : dat,
     unmountedWritesBefore: spec.unmountedWritesBefore ?? 0,
+    unmountedWritesAfter: spec.unmountedWritesAfter ?? 0,
+    deactivatedNs: spec.deactivatedNs ?? 0,
     durability: durability === "write-ahead" ? "write-ahead" : null,
   };
   await Deno.writeTextFile(`${dir}/meta.json`, encodeMeta(meta));
@@ -139,6 +145,13 @@ export interface MountSpec {
   writes: Write[];
   /** Writes after this mount's end, outside any session (counted, not saved). */
   unmountedAfter?: Write[];
+  /**
+   * Deactivate the device after `unmountedAfter`: their count goes into this
+   * session's `unmounted_writes_after` (with `deactivated_ns`) instead of the
+   * next session's `unmounted_writes_before`, and the next mount starts a new
+   * activation (seq 1), as the module records it.
+   */
+  deactivate?: boolean;
   /** Final state of the session (default closed). */
   state?: MetaState;
   /** Start a new activation before this mount (seq starts again at 1). */
@@ -180,8 +193,10 @@ export function simulate(
   let unmounted = 0;
   let seq = 0;
   let t = options.startNs ?? 1_795_000_000_000_000_000;
+  let deactivated = false;
   for (const m of mounts) {
-    if (m.reactivate) seq = 0;
+    if (m.reactivate || deactivated) seq = 0;
+    deactivated = false;
     seq++;
     before.push(new Uint8Array(dev));
     const saved = new Set<number>();
@@ -225,6 +240,13 @@ export function simulate(
     for (const w of m.unmountedAfter ?? []) {
       dev.set(w.data, w.offset);
       unmounted++;
+    }
+    if (m.deactivate) {
+      const s = sessions[sessions.length - 1];
+      s.unmountedWritesAfter = unmounted;
+      s.deactivatedNs = t + 1_800_000_000_000;
+      unmounted = 0;
+      deactivated = true;
     }
     t += 3_600_000_123_456;
   }

@@ -50,6 +50,11 @@ export function explainErrno(errno: number, ctx: ErrnoContext): CliError {
   const fail = (msg: string, code: ErrorCode = "error") =>
     make(`${msg} (${name})`, EXIT_FAILED, code);
   const store = ctx.storeRoot ? ` (${ctx.storeRoot})` : "";
+  const other = () =>
+    fail(
+      `${ctx.op}${ctx.path ? ` ${ctx.path}` : ""} failed: ${errnoDescription(errno)}`,
+      errno === ERRNO.EIO ? "io" : "error",
+    );
   switch (errno) {
     case ERRNO.EPERM:
       if (ctx.euid !== undefined && ctx.euid !== 0) {
@@ -72,6 +77,14 @@ export function explainErrno(errno: number, ctx: ErrnoContext): CliError {
         "invalid",
       );
     }
+    case ERRNO.EMEDIUMTYPE:
+      // The module refuses zoned devices at activation.
+      if (ctx.op !== "activate") return other();
+      return fail(
+        `${what} is a zoned block device, and bdsnap cannot snapshot zoned devices: zone ` +
+          "resets and zone appends cannot be copied on write",
+        "invalid",
+      );
     case ERRNO.EALREADY:
       return ctx.op === "deactivate"
         ? fail(`${what} is not activated`, "not-activated")
@@ -113,10 +126,7 @@ export function explainErrno(errno: number, ctx: ErrnoContext): CliError {
         EXIT_NO_MODULE,
       );
     default:
-      return fail(
-        `${ctx.op}${ctx.path ? ` ${ctx.path}` : ""} failed: ${errnoDescription(errno)}`,
-        errno === ERRNO.EIO ? "io" : "error",
-      );
+      return other();
   }
 }
 

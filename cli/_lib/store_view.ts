@@ -118,6 +118,10 @@ export interface SessionJson {
   size: number | null;
   chunk_size: number | null;
   unmounted_writes_before: number | null;
+  /** Writes outside any session after it closed, counted when the device was deactivated. */
+  unmounted_writes_after: number | null;
+  /** When the device was deactivated after this session (ns), else null. */
+  deactivated_ns: number | null;
   /** The session a restore went back to, undoing this one (superseded.json); else null. */
   superseded_by: string | null;
   problems: string[];
@@ -147,6 +151,8 @@ export function sessionJson(s: Session): SessionJson {
     size: m?.size ?? s.header?.deviceSize ?? null,
     chunk_size: m?.chunkSize ?? s.header?.chunkSize ?? null,
     unmounted_writes_before: m?.unmountedWritesBefore ?? null,
+    unmounted_writes_after: m?.unmountedWritesAfter ?? null,
+    deactivated_ns: m?.deactivatedNs ? m.deactivatedNs : null,
     superseded_by: s.superseded?.restoredTo ?? null,
     problems: s.problems.map(formatProblem),
   };

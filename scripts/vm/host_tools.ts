@@ -30,6 +30,10 @@ const TOOLS: Record<string, string> = {
   python3: "python3",
   openssl: "openssl",
   sha256sum: "coreutils",
+  // The coverage tests stack LUKS and LVM on activated disks (issue 20).
+  cryptsetup: "cryptsetup-bin",
+  pvcreate: "lvm2",
+  lvm: "lvm2",
 };
 
 let checked = false;

@@ -216,16 +216,20 @@ async function boot(opts: VmOptions, accel: "kvm" | "tcg"): Promise<VmResult> {
     "-virtfs",
     `local,path=${results},mount_tag=results,security_model=none,multidevs=remap`,
   ];
-  const attach = (file: string, serial: string, i: number) => {
+  // discard=unmap on the test disks: a discard in the guest punches a hole in
+  // the sparse file, so it reads back zeroes. A discard that got past a
+  // session would then change the device, and the tests' sha256 would see it.
+  const attach = (file: string, serial: string, i: number, discard: boolean) => {
     args.push(
       "-drive",
-      `file=${file},if=none,id=d${i},format=raw,cache=writethrough,aio=threads`,
+      `file=${file},if=none,id=d${i},format=raw,cache=writethrough,aio=threads` +
+        (discard ? ",discard=unmap" : ""),
       "-device",
       `virtio-blk-pci,drive=d${i},serial=${serial}`,
     );
   };
-  disks.forEach((f, i) => attach(f, `bdsnap-disk${i}`, i));
-  if (store) attach(store, "bdsnap-store", disks.length);
+  disks.forEach((f, i) => attach(f, `bdsnap-disk${i}`, i, true));
+  if (store) attach(store, "bdsnap-store", disks.length, false);
 
   const started = performance.now();
   const child = new Deno.Command("qemu-system-x86_64", {

@@ -18,6 +18,10 @@ export interface FakeSpec {
   /** Id of the session a restore went back to (superseded.json). */
   supersededBy?: string;
   unmountedWritesBefore?: number;
+  /** Writes outside any session after it closed, before a deactivation at `deactivatedNs`. */
+  unmountedWritesAfter?: number;
+  /** Deactivation time in ns (default: 10 s after the end when `unmountedWritesAfter`, else 0). */
+  deactivatedNs?: number;
   /** Bytes of blocks.dat. */
   bytes?: number;
   /** A damaged or incomplete session that lost its meta.json. */
@@ -68,6 +72,8 @@ export function fakeSession(spec: FakeSpec): Session {
       records: 1,
       bytes,
       unmountedWritesBefore: spec.unmountedWritesBefore ?? 0,
+      unmountedWritesAfter: spec.unmountedWritesAfter ?? 0,
+      deactivatedNs: spec.deactivatedNs ?? (spec.unmountedWritesAfter ? mountTimeNs + 40e9 : 0),
       durability: durability === "write-ahead" ? "write-ahead" : null,
     },
     header: null,

@@ -49,6 +49,7 @@ Deno.test("error codes: errno refusals carry the errno name and a code", () => {
   assert.deepEqual(c("EALREADY"), ["activated", "EALREADY"]);
   assert.deepEqual(c("EALREADY", "deactivate"), ["not-activated", "EALREADY"]);
   assert.deepEqual(c("EINVAL"), ["refused", "EINVAL"]);
+  assert.deepEqual(c("EMEDIUMTYPE"), ["invalid", "EMEDIUMTYPE"]);
   assert.deepEqual(c("EBUSY"), ["busy", "EBUSY"]);
   assert.deepEqual(c("ENOSYS"), ["module-missing", "ENOSYS"]);
   assert.deepEqual(c("EIO"), ["io", "EIO"]);

@@ -44,6 +44,17 @@ Deno.test("errno to message: activate and deactivate refusals", () => {
       pathUsable: false,
     })[0],
   );
+  // A zoned block device: zone resets and zone appends cannot be copied on write.
+  assert.deepEqual(msg("EMEDIUMTYPE", "activate", { path: "/dev/nullb0" }), [
+    "/dev/nullb0 is a zoned block device, and bdsnap cannot snapshot zoned devices: zone " +
+    "resets and zone appends cannot be copied on write (EMEDIUMTYPE)",
+    1,
+  ]);
+  assert.equal(ERRNO.EMEDIUMTYPE, 124);
+  assert.deepEqual(msg("EMEDIUMTYPE", "status", { path: undefined }), [
+    "status failed: Wrong medium type (EMEDIUMTYPE)",
+    1,
+  ]);
   assert.deepEqual(msg("EALREADY", "activate"), ["/dev/vdb is already activated (EALREADY)", 1]);
   assert.deepEqual(msg("EALREADY", "deactivate"), ["/dev/vdb is not activated (EALREADY)", 1]);
   assert.deepEqual(msg("EXDEV", "activate", { storeRoot: "/snapshot" }), [

@@ -1,7 +1,10 @@
 import assert from "node:assert/strict";
 import { listSessions, markSuperseded } from "../../lib/store.ts";
 import { planRetention, type RetentionPolicy } from "../../lib/retention.ts";
-import { changedRanges } from "../../cli/_lib/store_view.ts";
+import { changedRanges, sessionJson } from "../../cli/_lib/store_view.ts";
+import { showLines } from "../../cli/show.ts";
+import { formatNs } from "../../cli/_lib/units.ts";
+import { fakeSession, minuteNs } from "./_fake_sessions.ts";
 import { writeSession } from "../_store_writer.ts";
 import { run } from "./_cli.ts";
 
@@ -65,6 +68,8 @@ const SESSION_KEYS = [
   "size",
   "chunk_size",
   "unmounted_writes_before",
+  "unmounted_writes_after",
+  "deactivated_ns",
   "superseded_by",
   "problems",
 ];
@@ -107,6 +112,8 @@ Deno.test("sessions --json: stable shape, oldest first, filtered by device", asy
       size: SIZE,
       chunk_size: 4096,
       unmounted_writes_before: 0,
+      unmounted_writes_after: 0,
+      deactivated_ns: null,
       superseded_by: null,
       problems: undefined,
       restore: "exact",
@@ -179,6 +186,50 @@ Deno.test("show: detail, and --ranges as a sorted, merged changed-block list", a
     /^bdsnap: no session dev_vdb_20200101T000000\.000000Z in .*`bdsnap sessions` lists them\n$/,
   );
   await Deno.remove(root, { recursive: true });
+});
+
+Deno.test("show: writes outside any mount after the session, counted at deactivation", () => {
+  const after = fakeSession({
+    device: "/dev/vdb",
+    seq: 1,
+    minute: 0,
+    state: "closed",
+    unmountedWritesAfter: 3,
+  });
+  const m = after.meta!;
+  const j = sessionJson(after);
+  assert.deepEqual([j.unmounted_writes_after, j.deactivated_ns], [3, m.deactivatedNs]);
+  assert.ok(m.deactivatedNs > 0);
+  assert.ok(
+    showLines(after, null).includes(
+      `writes outside any mount after this one: 3 (before the deactivation at ` +
+        `${formatNs(m.deactivatedNs)})`,
+    ),
+  );
+
+  // Deactivated with no writes since: the time only.
+  const quiet = fakeSession({
+    device: "/dev/vdb",
+    seq: 1,
+    minute: 0,
+    state: "closed",
+    deactivatedNs: minuteNs(1),
+  });
+  const lines = showLines(quiet, null);
+  assert.ok(lines.includes(`deactivated: ${formatNs(minuteNs(1))}`), lines.join("\n"));
+  assert.ok(!lines.some((l) => l.includes("after this one")));
+  assert.deepEqual(
+    [sessionJson(quiet).unmounted_writes_after, sessionJson(quiet).deactivated_ns],
+    [0, minuteNs(1)],
+  );
+
+  // Neither: no line, and null in JSON for the time.
+  const plain = fakeSession({ device: "/dev/vdb", seq: 1, minute: 0, state: "closed" });
+  assert.ok(!showLines(plain, null).some((l) => /after this one|deactivated/.test(l)));
+  assert.deepEqual(
+    [sessionJson(plain).unmounted_writes_after, sessionJson(plain).deactivated_ns],
+    [0, null],
+  );
 });
 
 Deno.test("changedRanges: empty session", () => {

@@ -53,6 +53,7 @@ Deno.test("errno: names and descriptions of the errors the module returns", () =
     ENAMETOOLONG: 36,
     ENOSYS: 38,
     EALREADY: 114,
+    EMEDIUMTYPE: 124,
     EKEYREJECTED: 129,
   };
   for (const [name, n] of Object.entries(want)) {

@@ -12,6 +12,7 @@ import {
   MAP_F_WRITE_AHEAD,
   MAP_HEADER_SIZE,
   MAP_RECORD_SIZE,
+  META_KEYS,
   metaDurability,
   parseMeta,
   parseSessionId,
@@ -134,6 +135,8 @@ function meta(over: Partial<SessionMeta> = {}): SessionMeta {
     records: 0,
     bytes: 0,
     unmountedWritesBefore: 0,
+    unmountedWritesAfter: 0,
+    deactivatedNs: 0,
     durability: "write-ahead",
     ...over,
   };
@@ -160,6 +163,66 @@ Deno.test("format: meta.json durability is optional (older modules) and checked"
     () => parseMeta(JSON.stringify({ ...old, durability: "sync" })),
     /"durability" "sync" is unknown/,
   );
+});
+
+Deno.test("format: meta.json unmounted_writes_after and deactivated_ns: absent is 0", () => {
+  // A meta.json of a module before these fields.
+  const { unmounted_writes_after: _a, deactivated_ns: _d, ...old } = JSON.parse(
+    encodeMeta(meta({ state: "closed", endTimeNs: 1795332190000000000 })),
+  );
+  assert.ok(!("unmounted_writes_after" in old) && !("deactivated_ns" in old));
+  const parsed = parseMeta(JSON.stringify(old));
+  assert.equal(parsed.unmountedWritesAfter, 0);
+  assert.equal(parsed.deactivatedNs, 0);
+  // Present: read as written, and written back, right after unmounted_writes_before.
+  const m = meta({
+    state: "closed",
+    endTimeNs: 1795332190000000000,
+    unmountedWritesAfter: 3,
+    deactivatedNs: 1795332250000000000,
+  });
+  const text = encodeMeta(m);
+  assert.deepEqual(parseMeta(text), m);
+  const keys = Object.keys(JSON.parse(text));
+  const at = keys.indexOf("unmounted_writes_before");
+  assert.deepEqual(keys.slice(at, at + 3), [
+    "unmounted_writes_before",
+    "unmounted_writes_after",
+    "deactivated_ns",
+  ]);
+  assert.match(text, /"unmounted_writes_after": 3/);
+  assert.match(text, /"deactivated_ns": 1795332250000000000/);
+  // Present with 0, as the module writes them at close.
+  const zero = parseMeta(JSON.stringify({ ...old, unmounted_writes_after: 0, deactivated_ns: 0 }));
+  assert.deepEqual([zero.unmountedWritesAfter, zero.deactivatedNs], [0, 0]);
+});
+
+Deno.test("format: meta.json unmounted_writes_after and deactivated_ns: wrong types name the field", () => {
+  const obj = JSON.parse(encodeMeta(meta()));
+  const bad = (o: unknown, re: RegExp) =>
+    assert.throws(
+      () => parseMeta(JSON.stringify(o)),
+      (e) => e instanceof FormatError && re.test(e.message),
+    );
+  const after = /meta\.json "unmounted_writes_after" must be a non-negative integer/;
+  bad({ ...obj, unmounted_writes_after: "3" }, after);
+  bad({ ...obj, unmounted_writes_after: -1 }, after);
+  bad({ ...obj, unmounted_writes_after: 1.5 }, after);
+  bad({ ...obj, unmounted_writes_after: null }, after);
+  bad({ ...obj, unmounted_writes_after: true }, after);
+  const deact = /meta\.json "deactivated_ns" must be a non-negative number/;
+  bad({ ...obj, deactivated_ns: "1795332250000000000" }, deact);
+  bad({ ...obj, deactivated_ns: -1 }, deact);
+  bad({ ...obj, deactivated_ns: null }, deact);
+  bad({ ...obj, deactivated_ns: {} }, deact);
+});
+
+Deno.test("format: META_KEYS lists every key encodeMeta writes", () => {
+  assert.deepEqual(
+    [...META_KEYS].sort(),
+    Object.keys(JSON.parse(encodeMeta(meta()))).sort(),
+  );
+  assert.equal(new Set(META_KEYS).size, META_KEYS.length);
 });
 
 Deno.test("format: meta.json errors name the field", () => {

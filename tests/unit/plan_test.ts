@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { RestoreError } from "../../lib/errors.ts";
 import { encodeMeta, parseMeta } from "../../lib/format.ts";
-import { type Plan, planRestore } from "../../lib/plan.ts";
+import { type Plan, planRestore, restorability } from "../../lib/plan.ts";
 import { listSessions } from "../../lib/store.ts";
 import { applyInMemory } from "./_restore_fixture.ts";
 import {
@@ -199,6 +199,109 @@ Deno.test("plan: unmounted writes after k refuse, before k do not", async () => 
   const s = await listSessions(root, { liveSessions: new Set() });
   refuses(() => planRestore(s, ids[0]), "unmounted-writes", /1 write\(s\) to the device outside/);
   assert.equal(planRestore(s, ids[1]).sessions.length, 2); // session 1's own count is before it
+  await Deno.remove(root, { recursive: true });
+});
+
+Deno.test("plan: unmounted_writes_after on the first session refuses, even with acceptGap", async () => {
+  const w = (o: number) => ({ offset: o, data: new Uint8Array(4096).fill(o >> 12 | 1) });
+  // umount, then a write (fsck, dd), then deactivate: the module counts it in
+  // the session's meta.json at deactivation.
+  const { root, ids, h } = await build([
+    { writes: [w(0)], unmountedAfter: [w(4096), w(65536)], deactivate: true },
+  ]);
+  assert.equal(h.sessions[0].unmountedWritesAfter, 2);
+  let s = await listSessions(root, { liveSessions: new Set() });
+  assert.equal(s[0].meta!.unmountedWritesAfter, 2);
+  const re = new RegExp(
+    `^2 write\\(s\\) reached /dev/vdb outside any session after session ${ids[0]}`,
+  );
+  refuses(() => planRestore(s, ids[0]), "unmounted-writes", re);
+  // Not a gap: --accept-gap does not let it through.
+  refuses(() => planRestore(s, ids[0], { acceptGap: true }), "unmounted-writes", re);
+  const r = restorability(s, ids[0]);
+  assert.equal(r.kind, "refused");
+  assert.equal(r.error!.acceptable, false);
+
+  // Why: without the count (a module before it), the plan runs and the
+  // result is not the state before the mount.
+  const dir = `${root}/${ids[0]}`;
+  const m = parseMeta(await Deno.readFile(`${dir}/meta.json`));
+  await Deno.writeTextFile(`${dir}/meta.json`, encodeMeta({ ...m, unmountedWritesAfter: 0 }));
+  s = await listSessions(root, { liveSessions: new Set() });
+  const blind = await applyInMemory(planRestore(s, ids[0]), h.final);
+  assert.notDeepEqual(blind, h.before[0]);
+  await Deno.remove(root, { recursive: true });
+});
+
+Deno.test("plan: unmounted_writes_after on a later session refuses every restore before it", async () => {
+  const w = (o: number) => ({ offset: o, data: new Uint8Array(4096).fill(o >> 12 | 1) });
+  const { root, ids } = await build([
+    { writes: [w(0)] },
+    { writes: [w(8192)] },
+    { writes: [w(16384)], unmountedAfter: [w(4096)], deactivate: true },
+    { writes: [w(32768)] }, // a new activation
+    { writes: [w(40960)] },
+  ]);
+  const s = await listSessions(root, { liveSessions: new Set() });
+  assert.deepEqual(s.map((x) => x.meta!.seq), [1, 2, 3, 1, 2]);
+  for (const k of [0, 1, 2]) {
+    refuses(
+      () => planRestore(s, ids[k], { acceptGap: true }),
+      "unmounted-writes",
+      new RegExp(`^1 write\\(s\\) reached /dev/vdb outside any session after session ${ids[2]} `),
+    );
+    assert.equal(restorability(s, ids[k]).kind, "refused");
+  }
+  // Sessions after the deactivation do not include those writes in their chain.
+  assert.equal(planRestore(s, ids[3]).sessions.length, 2);
+  assert.equal(restorability(s, ids[4]).kind, "exact");
+  await Deno.remove(root, { recursive: true });
+});
+
+Deno.test("plan: a deactivation with no writes after the session restores exactly", async () => {
+  const w = (o: number) => ({ offset: o, data: new Uint8Array(4096).fill(o >> 12 | 1) });
+  const { root, ids, h } = await build([
+    { writes: [w(0)] },
+    { writes: [w(8192), w(0)], deactivate: true },
+    { writes: [w(4096)] },
+  ]);
+  const s = await listSessions(root, { liveSessions: new Set() });
+  assert.equal(s[1].meta!.unmountedWritesAfter, 0);
+  assert.ok(s[1].meta!.deactivatedNs > s[1].meta!.endTimeNs);
+  assert.equal(s[0].meta!.deactivatedNs, 0);
+  for (const k of [0, 1, 2]) {
+    const plan = planRestore(s, ids[k]);
+    assert.deepEqual(plan.gaps, []);
+    assert.deepEqual(await applyInMemory(plan, h.final), h.before[k]);
+  }
+  await Deno.remove(root, { recursive: true });
+});
+
+Deno.test("plan: the unmounted_writes_after refusal names the writes, the device and both times", async () => {
+  const root = await Deno.makeTempDir({ prefix: "bdsnap-plan-" });
+  const mount = Date.UTC(2026, 11, 1, 17, 40, 1, 250) * 1e6; // closes 1 s later
+  const id = await writeSession(root, {
+    device: "/dev/vdb",
+    kind: "block",
+    size: 65536,
+    seq: 1,
+    mountTimeNs: mount,
+    unmountedWritesAfter: 3,
+    deactivatedNs: Date.UTC(2026, 11, 1, 17, 41, 10, 999) * 1e6 + 123,
+    records: [{ devOffset: 0, data: new Uint8Array(4096) }],
+  });
+  const s = await listSessions(root, { liveSessions: new Set() });
+  assert.throws(() => planRestore(s, id), (e) => {
+    assert.ok(e instanceof RestoreError);
+    assert.equal(e.code, "unmounted-writes");
+    assert.equal(
+      e.message,
+      `3 write(s) reached /dev/vdb outside any session after session ${id} closed ` +
+        `(2026-12-01T17:40:02Z) and before the device was deactivated (2026-12-01T17:41:10Z): ` +
+        `the sessions cannot undo them`,
+    );
+    return true;
+  });
   await Deno.remove(root, { recursive: true });
 });
 

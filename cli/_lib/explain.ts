@@ -68,7 +68,9 @@ export function explainErrno(errno: number, ctx: ErrnoContext): CliError {
       return make(`wrong password or not root (${name})`, EXIT_PERMISSION);
     case ERRNO.EACCES:
       // As root, the module's refusal of a store root others could tamper with.
-      if (ctx.op === "activate" && ctx.euid === 0) return fail(storeRootRule("is not safe"), "invalid");
+      if (ctx.op === "activate" && ctx.euid === 0) {
+        return fail(storeRootRule("is not safe"), "invalid");
+      }
       return make(`permission denied (${name}): ${ctx.op} needs root`, EXIT_PERMISSION);
     case ERRNO.ELOOP:
       if (ctx.op !== "activate") return other();

@@ -183,6 +183,7 @@ struct bdsnap_session {
 	bool failing;
 	unsigned long failed_at;	/* jiffies */
 	bool fail_recorded;		/* store worker: the store says failed */
+	bool discard_refused;		/* logged once (tracker.c) */
 	struct bdsnap_chunkmap map;	/* chunks claimed this session */
 	struct rb_root_cached inflight;	/* extents not yet durable */
 	struct list_head outstanding;	/* the same extents, in claim order */

@@ -8,9 +8,11 @@
  * Discard and secure erase are refused (BLK_STS_NOTSUPP) while an open
  * session covers their range, as dm-snapshot's origin does: copying what
  * they free would read all free space into the store on an fstrim, and
- * would keep a copy of what a secure erase was asked to destroy. The
- * filesystem then sees a device without discard. Write-zeroes changes data
- * and is copied like a write.
+ * would keep a copy of what a secure erase was asked to destroy. The block
+ * layer's discard helpers treat NOTSUPP as success (discard is advisory),
+ * so fstrim and blkdiscard report success while nothing is trimmed: the
+ * kernel log says so once per session. Write-zeroes changes data and is
+ * copied like a write.
  *
  * Flushes are never held: every write that completed before a flush had
  * its pre-image durable before it was sent (write-ahead), so a flush has
@@ -187,8 +189,15 @@ bool bdsnap_cow_submit(struct bio *bio)
 		bool refuse = false;
 
 		for (i = 0; i < n; i++) {
-			refuse |= READ_ONCE(t[i].s->state) == BDSNAP_SESSION_OPEN;
-			bdsnap_session_put(t[i].s);
+			struct bdsnap_session *s = t[i].s;
+
+			if (READ_ONCE(s->state) == BDSNAP_SESSION_OPEN) {
+				refuse = true;
+				if (!xchg(&s->discard_refused, true))
+					pr_info("%s: session %s: discard and secure erase are refused while it is open; nothing is trimmed\n",
+						s->dev->name, s->id);
+			}
+			bdsnap_session_put(s);
 		}
 		if (!refuse)
 			return false;	/* failed sessions protect nothing */

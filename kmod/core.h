@@ -1,13 +1,14 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * bdsnap data plane: internals shared by registry.c, loopdev.c, hook.c,
- * session.c, cow.c, chunkmap.c and store.c. The control plane sees only
- * bdsnap.h.
+ * coverage.c, session.c, meta.c, tracker.c, cow.c, throttle.c, chunkmap.c
+ * and the store files. The control plane sees only bdsnap.h.
  *
  * Objects and who keeps them alive
  * --------------------------------
  * bdsnap_dev      an activated device. Referenced by the registry list, by
- *                 its session, and briefly by mount/activation paths. Read
+ *                 its session (and its last finished one, dev->last,
+ *                 until deactivation), briefly by mount/activation paths. Read
  *                 by the bio hook under RCU only (kfree_rcu). Each dev holds
  *                 a module reference, so rmmod is refused while any exists.
  * bdsnap_session  one mount's copy-on-write session. Published in
@@ -56,6 +57,8 @@
 #define BDSNAP_EXTENT_MAX	(1U << 20)
 /* Most sessions one bio can touch (overlapping activated partitions). */
 #define BDSNAP_MAX_TARGETS	8
+/* Filesystems mounted at once in one session (LVs on a PV, say). */
+#define BDSNAP_MAX_MOUNTS	16
 /* Records buffered between two syncs of blocks.map (a group commit). */
 #define BDSNAP_MAX_PENDING	1024
 
@@ -111,6 +114,9 @@ struct bdsnap_dev {
 	dev_t bound;			/* FILE: loop device last seen on it */
 	struct bdsnap_session __rcu *session;
 	atomic64_t unmounted_writes;	/* since activation or last session */
+	/* reg_mutex: the last finished session, kept for deactivation to record
+	 * the writes after it in its meta.json; holds a device reference. */
+	struct bdsnap_session *last;
 	char name[];			/* path given at activation */
 };
 
@@ -137,7 +143,10 @@ struct bdsnap_store {
 
 struct bdsnap_session {
 	struct bdsnap_dev *dev;		/* holds a reference */
-	struct super_block *sb;		/* reg_mutex; NULL until mounted */
+	/* reg_mutex (read under RCU): the filesystems mounted on it. */
+	struct super_block *sbs[BDSNAP_MAX_MOUNTS];
+	unsigned int nr_sbs;
+	unsigned int leaving;		/* reg_mutex: unmounts still writing */
 	unsigned int getters;		/* reg_mutex: vfs_get_tree in progress */
 	atomic_t users;
 
@@ -154,6 +163,8 @@ struct bdsnap_session {
 	u64 mount_time_ns;
 	u64 end_time_ns;
 	u64 unmounted_before;
+	u64 unmounted_after;		/* recorded at deactivation */
+	u64 deactivated_ns;
 	char fs_type[32];
 	char id[BDSNAP_SESSION_ID_LEN];
 
@@ -228,7 +239,7 @@ struct bdsnap_extent {
 
 /* registry.c */
 void bdsnap_dev_put(struct bdsnap_dev *dev);
-void bdsnap_dev_retire(struct bdsnap_dev *dev);	/* reg_mutex held */
+struct bdsnap_session *bdsnap_dev_retire(struct bdsnap_dev *dev); /* reg_mutex held */
 bool bdsnap_disk_filter(const struct gendisk *disk);
 void bdsnap_filter_add(dev_t disk);
 void bdsnap_filter_rebuild(void);		/* reg_mutex held */
@@ -252,6 +263,9 @@ void bdsnap_loop_forget(struct bdsnap_dev *dev);
 void bdsnap_loop_settle(void);
 void bdsnap_loop_scan(struct bdsnap_dev *dev);
 
+/* coverage.c */
+struct bdsnap_dev *bdsnap_dev_for_mount(dev_t devt, dev_t *target);
+
 /* hook.c */
 int bdsnap_hooks_init(void);
 void bdsnap_hooks_exit(void);
@@ -265,7 +279,11 @@ void bdsnap_umount_end(struct bdsnap_session *s, bool last);
 bool __bdsnap_session_fail(struct bdsnap_session *s, int err, const char *what);
 void bdsnap_session_fail(struct bdsnap_session *s, int err, const char *what);
 void bdsnap_session_put(struct bdsnap_session *s);
+
+/* meta.c */
 int bdsnap_meta_render(struct bdsnap_session *s, char *buf, size_t size);
+void bdsnap_last_free(struct bdsnap_session *s);
+void bdsnap_record_deactivation(struct bdsnap_session *last);
 
 static inline void bdsnap_session_get(struct bdsnap_session *s)
 {
@@ -317,6 +335,8 @@ int bdsnap_store_append(struct bdsnap_session *s, struct bdsnap_extent *e);
 int bdsnap_store_sync(struct bdsnap_session *s);
 int bdsnap_store_mark_failed(struct bdsnap_session *s);
 int bdsnap_store_write_meta(struct bdsnap_session *s);
+int bdsnap_store_write_meta_fn(void *s);
+int bdsnap_store_rewrite_meta(struct bdsnap_session *s);
 void bdsnap_store_work(struct work_struct *work);
 void bdsnap_store_close(struct bdsnap_session *s, bool discard);
 u32 bdsnap_crc32c(const void *buf, size_t len);
@@ -327,5 +347,6 @@ int bdsnap_mkdir(const char *path, umode_t mode);
 int bdsnap_remove(const char *dir, const char *name, bool is_dir);
 void bdsnap_fsync_dir(const char *path);
 struct file *bdsnap_create(const char *dir, const char *name);
+struct file *bdsnap_open_existing(const char *dir, const char *name);
 
 #endif /* _BDSNAP_CORE_H */

@@ -75,6 +75,11 @@ static int bdsnap_vfs_get_tree(struct fs_context *fc)
 
 	atomic_inc(&bdsnap_in_wrapper);
 	s = bdsnap_mount_begin(fc);
+	if (IS_ERR(s)) {
+		/* A mount bdsnap could not protect, refused (session.c). */
+		atomic_dec(&bdsnap_in_wrapper);
+		return PTR_ERR(s);
+	}
 	ret = vfs_get_tree(fc);
 	if (s)
 		bdsnap_mount_end(s, ret, fc);

@@ -162,19 +162,25 @@ void bdsnap_sanitize_name(const char *path, char *out, size_t size)
 	out[n] = '\0';
 }
 
+/*
+ * Where devt lies on its disk. -EMEDIUMTYPE for a zoned device: a zone
+ * reset or zone append cannot be copied on write, so it is never activated.
+ */
 static int bdsnap_span_of(dev_t devt, struct bdsnap_span *span)
 {
 	struct bdsnap_bdev b;
+	bool zoned;
 	int ret;
 
 	ret = bdsnap_bdev_open_ro(devt, &b);
 	if (ret)
 		return ret;
+	zoned = bdev_is_zoned(b.bdev);
 	span->disk = bdsnap_disk_devt(b.bdev->bd_disk);
 	span->start = b.bdev->bd_start_sect;
 	span->nr = bdev_nr_sectors(b.bdev);
 	bdsnap_bdev_close(&b);
-	return 0;
+	return zoned ? -EMEDIUMTYPE : 0;
 }
 
 /* ---- does the store live on this device? ---- */
@@ -199,12 +205,20 @@ void bdsnap_dev_put(struct bdsnap_dev *dev)
 	}
 }
 
-/* Take the device off the list; reg_mutex held, no session left. */
-void bdsnap_dev_retire(struct bdsnap_dev *dev)
+/*
+ * Take the device off the list; reg_mutex held, no session left. Returns
+ * its last session for bdsnap_record_deactivation() once the mutex is
+ * dropped (it holds the device), or NULL.
+ */
+struct bdsnap_session *bdsnap_dev_retire(struct bdsnap_dev *dev)
 {
+	struct bdsnap_session *last;
+
 	lockdep_assert_held(&bdsnap_reg_mutex);
 	if (!dev->listed)
-		return;
+		return NULL;
+	last = dev->last;
+	dev->last = NULL;
 	list_del_rcu(&dev->node);
 	dev->listed = false;
 	atomic_dec(&bdsnap_nr_devs);
@@ -214,6 +228,7 @@ void bdsnap_dev_retire(struct bdsnap_dev *dev)
 	bdsnap_loop_forget(dev);
 	pr_info("%s: deactivated\n", dev->name);
 	bdsnap_dev_put(dev);
+	return last;
 }
 
 static struct bdsnap_dev *bdsnap_dev_find(u32 kind, dev_t devt,
@@ -295,8 +310,11 @@ int bdsnap_registry_activate(const char *path)
 
 	if (kind == BDSNAP_KIND_BLOCK) {
 		ret = bdsnap_span_of(devt, &span);
+		if (ret == -EMEDIUMTYPE)
+			pr_err("%s: not activated: a zoned block device (zone resets and appends cannot be copied on write)\n",
+			       path);
 		if (ret)
-			return ret == -ENOMEM ? ret : -ENOENT;
+			return ret == -ENOMEM || ret == -EMEDIUMTYPE ? ret : -ENOENT;
 		ret = bdsnap_store_stack_check(path, "not activated", &span, NULL);
 	} else {
 		ret = bdsnap_store_stack_check(path, "not activated", NULL, &file);
@@ -358,6 +376,7 @@ int bdsnap_registry_activate(const char *path)
 
 int bdsnap_registry_deactivate(const char *path)
 {
+	struct bdsnap_session *last = NULL;
 	struct bdsnap_file_id file = { 0 };
 	struct bdsnap_dev *dev;
 	dev_t devt = 0;
@@ -385,9 +404,10 @@ int bdsnap_registry_deactivate(const char *path)
 		pr_info("%s: deactivated while mounted; the running session continues until unmount\n",
 			dev->name);
 	} else {
-		bdsnap_dev_retire(dev);
+		last = bdsnap_dev_retire(dev);
 	}
 	mutex_unlock(&bdsnap_reg_mutex);
+	bdsnap_record_deactivation(last);
 	return 0;
 }
 

@@ -4,20 +4,26 @@
  * deactivate_locked_super().
  *
  * Opening. The mount wrapper resolves fc->source in the mounting task's
- * context (lookup_bdev) and, for an activated device, creates and publishes
- * the session before the real vfs_get_tree() runs, so every write of
- * fill_super and journal replay is captured. A second mount of a device
- * that already has a session (same super_block, or btrfs's nested mount)
- * joins it. A failed mount closes its session; one that saved nothing is
- * removed from the store, one that did save (a replayed journal, say) is
- * kept, because the device did change.
+ * context (lookup_bdev), finds the activated device it is or lies on
+ * (coverage.c: partitions, loop, dm, md), and creates and publishes the
+ * session before the real vfs_get_tree() runs, so every write of
+ * fill_super and journal replay is captured. A mount of a device that
+ * already has a session joins it: the same filesystem again, btrfs's nested
+ * mount, or another filesystem on it (two LVs of an activated PV); the
+ * session keeps the set of its super_blocks. An image mounted through a
+ * second loop device while in a session is refused (-EBUSY): its writes
+ * would reach a disk the session does not track. A failed mount closes its
+ * session; one that saved nothing is removed from the store, one that did
+ * save (a replayed journal, say) is kept, because the device did change.
  *
  * Closing. The unmount wrapper notes before the real call whether this is
- * the super_block's last active reference, and after the call, when the
- * filesystem has written and released everything, closes the session:
- * unpublish, RCU grace period (no new users), wait for users == 0 (held
- * writes, pre-image reads, store writes) and the store worker, finalise
- * the store, free. The unmount path may sleep for that.
+ * a super_block's last active reference; it then leaves the session's set
+ * and counts as leaving. After the call, when the filesystem has written
+ * and released everything, the session closes if no super_block is left,
+ * none is leaving and no mount is on its way in: unpublish, RCU grace
+ * period (no new users), wait for users == 0 (held writes, pre-image reads,
+ * store writes) and the store worker, finalise the store, free. The
+ * unmount path may sleep for that.
  *
  * dev->state serialises openers and closers of one device (reg_mutex): a
  * mount that finds a session being opened or closed waits for the outcome.
@@ -80,114 +86,6 @@ void bdsnap_session_fail(struct bdsnap_session *s, int err, const char *what)
 	/* The store worker records the failure, then releases the writes. */
 	if (__bdsnap_session_fail(s, err, what))
 		queue_work(bdsnap_store_wq, &s->store_work);
-}
-
-/* ---- meta.json ---- */
-
-struct bdsnap_json {
-	char *buf;
-	size_t size, len;
-};
-
-static void json_raw(struct bdsnap_json *j, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	if (j->len < j->size)
-		j->len += vsnprintf(j->buf + j->len, j->size - j->len, fmt, ap);
-	va_end(ap);
-}
-
-/* Length of the valid UTF-8 sequence at p, or 0. */
-static int utf8_seq(const unsigned char *p)
-{
-	int n, i;
-
-	if (p[0] < 0xc2 || p[0] > 0xf4)
-		return 0;
-	n = p[0] >= 0xf0 ? 4 : p[0] >= 0xe0 ? 3 : 2;
-	for (i = 1; i < n; i++)
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-	if ((p[0] == 0xe0 && p[1] < 0xa0) || (p[0] == 0xed && p[1] > 0x9f) ||
-	    (p[0] == 0xf0 && p[1] < 0x90) || (p[0] == 0xf4 && p[1] > 0x8f))
-		return 0;
-	return n;
-}
-
-/*
- * A JSON string. Paths are bytes: valid UTF-8 passes through, any other
- * byte >= 0x80 is written as \u00XX (its Latin-1 reading), so the output is
- * always valid JSON.
- */
-static void json_str(struct bdsnap_json *j, const char *str)
-{
-	const unsigned char *p = (const unsigned char *)str;
-
-	json_raw(j, "\"");
-	while (*p) {
-		int n;
-
-		if (*p == '"' || *p == '\\') {
-			json_raw(j, "\\%c", *p++);
-		} else if (*p < 0x20 || *p == 0x7f) {
-			json_raw(j, "\\u%04x", *p++);
-		} else if (*p < 0x80) {
-			json_raw(j, "%c", *p++);
-		} else if ((n = utf8_seq(p))) {
-			json_raw(j, "%.*s", n, p);
-			p += n;
-		} else {
-			json_raw(j, "\\u%04x", *p++);
-		}
-	}
-	json_raw(j, "\"");
-}
-
-/* meta.json exactly as docs/FORMAT.md lists it. Returns its length. */
-int bdsnap_meta_render(struct bdsnap_session *s, char *buf, size_t size)
-{
-	struct bdsnap_json j = { .buf = buf, .size = size };
-	char err[96] = "";
-	const char *state;
-	unsigned long flags;
-	u32 st;
-	int e;
-
-	spin_lock_irqsave(&s->lock, flags);
-	st = s->state;
-	e = s->error;
-	if (st == BDSNAP_SESSION_FAILED)
-		snprintf(err, sizeof(err), "%pe: %s", ERR_PTR(e), s->error_what);
-	spin_unlock_irqrestore(&s->lock, flags);
-	if (st == BDSNAP_SESSION_FAILED)
-		state = "failed";
-	else if (s->end_time_ns)
-		state = "closed";
-	else
-		state = "open";
-
-	json_raw(&j, "{\"format\":1,\"id\":");
-	json_str(&j, s->id);
-	json_raw(&j, ",\"device\":");
-	json_str(&j, s->dev->name);
-	json_raw(&j, ",\"kind\":\"%s\",\"dev\":\"%u:%u\"",
-		 s->kind == BDSNAP_KIND_FILE ? "file" : "block",
-		 MAJOR(s->devt), MINOR(s->devt));
-	json_raw(&j, ",\"size\":%llu,\"logical_block_size\":%u,\"chunk_size\":%u",
-		 s->size, s->lbs, s->chunk_size);
-	json_raw(&j, ",\"fs_type\":");
-	json_str(&j, s->fs_type);
-	json_raw(&j, ",\"seq\":%llu,\"mount_time_ns\":%llu,\"end_time_ns\":%llu",
-		 s->seq, s->mount_time_ns, s->end_time_ns);
-	json_raw(&j, ",\"state\":\"%s\",\"error\":", state);
-	json_str(&j, err);
-	json_raw(&j, ",\"durability\":\"write-ahead\"");
-	json_raw(&j, ",\"records\":%u,\"bytes\":%llu,\"unmounted_writes_before\":%llu}",
-		 READ_ONCE(s->store.records), READ_ONCE(s->store.map_bytes),
-		 s->unmounted_before);
-	return j.len < j.size ? (int)j.len : -ENOSPC;
 }
 
 /* ---- open ---- */
@@ -271,71 +169,43 @@ err:
 	return NULL;
 }
 
-struct bdsnap_loop_query {
-	dev_t devt;
-	struct bdsnap_file_id id;
-	u64 seq;
-};
-
-static int bdsnap_loop_query_fn(void *arg)
+/*
+ * Writes to the device counted outside any session up to now belong to
+ * this one's meta.json. Called after publication and a grace period, so no
+ * bio that missed the session is still counting; if the count grew while
+ * the session was created, meta.json is rewritten before the mount goes on.
+ */
+static void bdsnap_take_unmounted(struct bdsnap_session *s)
 {
-	struct bdsnap_loop_query *q = arg;
+	u64 n;
 
-	return bdsnap_loop_backing(q->devt, &q->id, &q->seq);
+	synchronize_rcu();
+	n = atomic64_xchg(&s->dev->unmounted_writes, 0);
+	if (n == s->unmounted_before)
+		return;
+	s->unmounted_before = n;
+	if (bdsnap_call_in_worker(bdsnap_store_write_meta_fn, s))
+		pr_warn("%s: session %s: cannot record %llu write(s) outside any mount in meta.json\n",
+			s->dev->name, s->id, n);
 }
 
-/* The activated device a mount of devt belongs to, with a reference. */
-static struct bdsnap_dev *bdsnap_dev_for_mount(dev_t devt)
-{
-	struct bdsnap_loop_query q = { .devt = devt };
-	struct bdsnap_dev *dev, *found = NULL;
-
-	mutex_lock(&bdsnap_reg_mutex);
-	list_for_each_entry(dev, &bdsnap_devs, node) {
-		if (dev->kind == BDSNAP_KIND_BLOCK && dev->devt == devt) {
-			found = dev;
-			refcount_inc(&dev->ref);
-			break;
-		}
-	}
-	mutex_unlock(&bdsnap_reg_mutex);
-	if (found || MAJOR(devt) != LOOP_MAJOR ||
-	    !atomic_read(&bdsnap_nr_file_devs))
-		return found;
-
-	/* Writes counted before this mount land on their device first. */
-	bdsnap_loop_settle();
-	if (bdsnap_call_in_worker(bdsnap_loop_query_fn, &q))
-		return NULL;
-
-	mutex_lock(&bdsnap_reg_mutex);
-	list_for_each_entry(dev, &bdsnap_devs, node) {
-		if (dev->kind == BDSNAP_KIND_FILE && dev->file.sdev == q.id.sdev &&
-		    dev->file.ino == q.id.ino) {
-			found = dev;
-			refcount_inc(&dev->ref);
-			WRITE_ONCE(dev->bound, devt);
-			break;
-		}
-	}
-	bdsnap_loop_bind(devt, q.seq, found);
-	mutex_unlock(&bdsnap_reg_mutex);
-	return found;
-}
-
+/*
+ * The session a mount joins or opens, NULL if the mount is not ours (or
+ * cannot be protected), or an error pointer to refuse the mount.
+ */
 struct bdsnap_session *bdsnap_mount_begin(struct fs_context *fc)
 {
 	struct bdsnap_session *s = NULL;
 	struct bdsnap_dev *dev;
+	dev_t devt, target;
 	u64 seq, unmounted;
-	dev_t devt;
 
 	if (!fc->source || !fc->fs_type ||
 	    !(fc->fs_type->fs_flags & FS_REQUIRES_DEV))
 		return NULL;
 	if (lookup_bdev(fc->source, &devt))
 		return NULL;
-	dev = bdsnap_dev_for_mount(devt);
+	dev = bdsnap_dev_for_mount(devt, &target);
 	if (!dev)
 		return NULL;
 
@@ -344,9 +214,21 @@ struct bdsnap_session *bdsnap_mount_begin(struct fs_context *fc)
 		if (!dev->listed || dev->deactivating)
 			goto out_unlock;
 		if (dev->state == BDSNAP_DEV_OPEN) {
-			/* Same device mounted again, or a nested mount. */
 			s = rcu_dereference_protected(dev->session,
 					lockdep_is_held(&bdsnap_reg_mutex));
+			if (s->devt != target) {
+				/*
+				 * The image through a second loop device: its
+				 * writes would reach a disk the session does not
+				 * track. Refused rather than left unprotected.
+				 */
+				pr_err("%s: mount of %u:%u refused: the image is already in session %s through %u:%u; mount it through that loop device, or unmount first\n",
+				       dev->name, MAJOR(devt), MINOR(devt), s->id,
+				       MAJOR(s->devt), MINOR(s->devt));
+				s = ERR_PTR(-EBUSY);
+				goto out_unlock;
+			}
+			/* Mounted again, a nested mount, or another filesystem on it. */
 			s->getters++;
 			goto out_unlock;
 		}
@@ -366,14 +248,11 @@ struct bdsnap_session *bdsnap_mount_begin(struct fs_context *fc)
 	}
 	dev->state = BDSNAP_DEV_OPENING;
 	seq = dev->nr_sessions + 1;
-	/*
-	 * The writes counted so far belong to this session's meta.json. A
-	 * write between here and publication is counted for the next one.
-	 */
-	unmounted = atomic64_xchg(&dev->unmounted_writes, 0);
+	/* So far; the exact count is taken once the session is published. */
+	unmounted = atomic64_read(&dev->unmounted_writes);
 	mutex_unlock(&bdsnap_reg_mutex);
 
-	s = bdsnap_session_create(dev, devt, fc, seq, unmounted);
+	s = bdsnap_session_create(dev, target, fc, seq, unmounted);
 
 	mutex_lock(&bdsnap_reg_mutex);
 	if (s) {
@@ -386,13 +265,13 @@ struct bdsnap_session *bdsnap_mount_begin(struct fs_context *fc)
 		atomic_inc(&bdsnap_nr_sessions);
 		dev->state = BDSNAP_DEV_OPEN;
 	} else {
-		atomic64_add(unmounted, &dev->unmounted_writes);
 		dev->state = BDSNAP_DEV_IDLE;
 	}
 	wake_up_all(&bdsnap_reg_wq);
 	mutex_unlock(&bdsnap_reg_mutex);
 
 	if (s) {
+		bdsnap_take_unmounted(s);
 		bdsnap_watchdog_arm();
 		pr_info("%s: session %s opened (%s on %u:%u, chunk %u)\n",
 			dev->name, s->id, s->fs_type, MAJOR(devt), MINOR(devt),
@@ -494,11 +373,12 @@ static void bdsnap_session_close(struct bdsnap_session *s, bool failed_mount)
 	bdsnap_session_finish(s, failed_mount);
 }
 
-/* Finalise the store, log, let the device have its next session, free. */
+/* Finalise the store, log, let the device have its next session. */
 static void bdsnap_session_finish(struct bdsnap_session *s, bool failed_mount)
 {
 	struct bdsnap_dev *dev = s->dev;
 	struct bdsnap_close_args a = { .s = s, .discard = failed_mount };
+	struct bdsnap_session *prev = NULL, *last = NULL;
 	bool failed, discarded;
 
 	if (!s->end_time_ns)
@@ -519,9 +399,16 @@ static void bdsnap_session_finish(struct bdsnap_session *s, bool failed_mount)
 			s->store.records, s->store.map_bytes,
 			failed_mount ? " (the mount failed)" : "");
 
+	/* Before it can be seen as dev->last and freed by a deactivation. */
+	bdsnap_chunkmap_destroy(&s->map);
+
 	mutex_lock(&bdsnap_reg_mutex);
 	dev->state = BDSNAP_DEV_IDLE;
 	dev->close_deferred = false;
+	if (!discarded) {
+		prev = dev->last;
+		dev->last = s;	/* with its device reference */
+	}
 	/*
 	 * A mount that failed without writing leaves no trace: its seq is
 	 * reused, and the unmounted writes it took over go to the next one.
@@ -532,43 +419,89 @@ static void bdsnap_session_finish(struct bdsnap_session *s, bool failed_mount)
 		atomic64_add(s->unmounted_before, &dev->unmounted_writes);
 	}
 	if (dev->deactivating)
-		bdsnap_dev_retire(dev);
+		last = bdsnap_dev_retire(dev);
 	else
 		bdsnap_filter_rebuild();
 	wake_up_all(&bdsnap_reg_wq);
 	mutex_unlock(&bdsnap_reg_mutex);
 
-	bdsnap_chunkmap_destroy(&s->map);
-	kfree(s);
-	bdsnap_dev_put(dev);
+	if (discarded) {
+		kfree(s);
+		bdsnap_dev_put(dev);
+	}
+	bdsnap_last_free(prev);
+	bdsnap_record_deactivation(last);
+}
+
+/*
+ * The slot of sb in the session's set (NULL: a free one), or -1. Slots
+ * never move: an RCU reader (bdsnap_umount_begin) must not miss an entry
+ * while another is removed. reg_mutex held.
+ */
+static int bdsnap_sb_slot(struct bdsnap_session *s, struct super_block *sb)
+{
+	unsigned int i;
+
+	for (i = 0; i < ARRAY_SIZE(s->sbs); i++)
+		if (s->sbs[i] == sb)
+			return i;
+	return -1;
 }
 
 void bdsnap_mount_end(struct bdsnap_session *s, int ret, struct fs_context *fc)
 {
-	bool close;
+	struct super_block *sb = ret ? NULL : fc->root->d_sb;
+	bool close, overflow = false;
 
 	mutex_lock(&bdsnap_reg_mutex);
 	s->getters--;
-	if (!ret && !s->sb)
-		WRITE_ONCE(s->sb, fc->root->d_sb);
-	close = !s->getters && !s->sb;
+	if (sb && bdsnap_sb_slot(s, sb) < 0) {
+		int i = bdsnap_sb_slot(s, NULL);
+
+		if (i >= 0) {
+			WRITE_ONCE(s->sbs[i], sb);
+			s->nr_sbs++;
+		} else {
+			overflow = true;
+		}
+	}
+	close = !s->getters && !s->nr_sbs && !s->leaving;
 	if (close)
 		s->dev->state = BDSNAP_DEV_CLOSING;
+	else
+		bdsnap_session_get(s);
 	mutex_unlock(&bdsnap_reg_mutex);
-	if (close)
+	if (close) {
 		bdsnap_session_close(s, true);
+		return;
+	}
+	/* Its unmount could not be seen: the session cannot promise anything. */
+	if (overflow)
+		bdsnap_session_fail(s, -EMFILE, "too many filesystems mounted on the device");
+	bdsnap_session_put(s);
 }
 
+/*
+ * Before the real deactivate_locked_super(): if this is the super_block's
+ * last active reference, it leaves the session's set now and counts as
+ * leaving until its unmount has written everything (bdsnap_umount_end).
+ */
 struct bdsnap_session *bdsnap_umount_begin(struct super_block *sb, bool *last)
 {
 	struct bdsnap_session *s = NULL, *c;
 	struct bdsnap_dev *dev;
+	unsigned int i;
 
 	*last = false;
 	rcu_read_lock();
 	list_for_each_entry_rcu(dev, &bdsnap_devs, node) {
 		c = rcu_dereference(dev->session);
-		if (c && READ_ONCE(c->sb) == sb) {
+		if (!c)
+			continue;
+		for (i = 0; i < ARRAY_SIZE(c->sbs); i++)
+			if (READ_ONCE(c->sbs[i]) == sb)
+				break;
+		if (i < ARRAY_SIZE(c->sbs)) {
 			bdsnap_session_get(c);
 			s = c;
 			break;
@@ -580,9 +513,14 @@ struct bdsnap_session *bdsnap_umount_begin(struct super_block *sb, bool *last)
 
 	/* Our caller holds s_umount, so s_active cannot be raised meanwhile. */
 	if (atomic_read(&sb->s_active) == 1) {
+		int slot;
+
 		mutex_lock(&bdsnap_reg_mutex);
-		if (s->sb == sb && s->dev->state == BDSNAP_DEV_OPEN) {
-			s->dev->state = BDSNAP_DEV_CLOSING;
+		slot = bdsnap_sb_slot(s, sb);
+		if (slot >= 0) {
+			WRITE_ONCE(s->sbs[slot], NULL);
+			s->nr_sbs--;
+			s->leaving++;
 			*last = true;
 		}
 		mutex_unlock(&bdsnap_reg_mutex);
@@ -590,25 +528,22 @@ struct bdsnap_session *bdsnap_umount_begin(struct super_block *sb, bool *last)
 	return s;
 }
 
+/*
+ * After it: the session closes once no filesystem is mounted on it, none is
+ * still unmounting, and no mount is on its way in (getters), which would
+ * keep it going with its own super_block.
+ */
 void bdsnap_umount_end(struct bdsnap_session *s, bool last)
 {
 	bool close = false;
 
 	if (last) {
 		mutex_lock(&bdsnap_reg_mutex);
-		if (s->getters) {
-			/*
-			 * A mount that started before our unmount is still in
-			 * vfs_get_tree() (it will get a new super_block once
-			 * ours is gone). It keeps the session going and keys
-			 * it to its own super_block.
-			 */
-			WRITE_ONCE(s->sb, NULL);
-			s->dev->state = BDSNAP_DEV_OPEN;
-			wake_up_all(&bdsnap_reg_wq);
-		} else {
-			close = true;
-		}
+		s->leaving--;
+		close = !s->nr_sbs && !s->leaving && !s->getters &&
+			s->dev->state == BDSNAP_DEV_OPEN;
+		if (close)
+			s->dev->state = BDSNAP_DEV_CLOSING;
 		mutex_unlock(&bdsnap_reg_mutex);
 	}
 	bdsnap_session_put(s);

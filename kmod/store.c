@@ -335,6 +335,7 @@ void bdsnap_store_close(struct bdsnap_session *s, bool discard)
 {
 	struct bdsnap_store *st = &s->store;
 	unsigned long flags;
+	char *dir;
 	int ret;
 
 	if (READ_ONCE(s->state) == BDSNAP_SESSION_OPEN) {
@@ -372,5 +373,37 @@ void bdsnap_store_close(struct bdsnap_session *s, bool discard)
 	if (ret)
 		pr_err("%s: session %s: cannot write meta.json: %pe\n",
 		       s->dev->name, s->id, ERR_PTR(ret));
+	dir = st->dir;
+	st->dir = NULL;
 	bdsnap_store_release(st, false);
+	st->dir = dir;	/* for bdsnap_store_rewrite_meta() at deactivation */
+}
+
+/* For bdsnap_call_in_worker(). */
+int bdsnap_store_write_meta_fn(void *s)
+{
+	return bdsnap_store_write_meta(s);
+}
+
+/*
+ * meta.json of a closed session, opened again by its path (the session
+ * directory may have been pruned meanwhile: -ENOENT). From a kworker.
+ */
+int bdsnap_store_rewrite_meta(struct bdsnap_session *s)
+{
+	struct bdsnap_store *st = &s->store;
+	int ret;
+
+	if (!st->dir)
+		return -ENOENT;
+	st->meta = bdsnap_open_existing(st->dir, "meta.json");
+	if (IS_ERR(st->meta)) {
+		ret = PTR_ERR(st->meta);
+		st->meta = NULL;
+		return ret;
+	}
+	ret = bdsnap_store_write_meta(s);
+	fput(st->meta);
+	st->meta = NULL;
+	return ret;
 }

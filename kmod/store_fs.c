@@ -99,7 +99,7 @@ void bdsnap_fsync_dir(const char *path)
 	}
 }
 
-struct file *bdsnap_create(const char *dir, const char *name)
+static struct file *bdsnap_open_in(const char *dir, const char *name, int flags)
 {
 	struct file *f;
 	char *path;
@@ -108,8 +108,19 @@ struct file *bdsnap_create(const char *dir, const char *name)
 	if (!path)
 		return ERR_PTR(-ENOMEM);
 	bdsnap_with_init_fs()
-		f = filp_open(path, O_WRONLY | O_CREAT | O_EXCL | O_LARGEFILE,
-			      0600);
+		f = filp_open(path, flags | O_LARGEFILE, 0600);
 	kfree(path);
 	return f;
+}
+
+/* A new file dir/name, 0600; never an existing one. */
+struct file *bdsnap_create(const char *dir, const char *name)
+{
+	return bdsnap_open_in(dir, name, O_WRONLY | O_CREAT | O_EXCL);
+}
+
+/* An existing regular file dir/name for writing; never through a symlink. */
+struct file *bdsnap_open_existing(const char *dir, const char *name)
+{
+	return bdsnap_open_in(dir, name, O_WRONLY | O_NOFOLLOW);
 }

@@ -180,20 +180,21 @@ static int walk_list_dir(const char *dir, struct bdsnap_names *nm)
 	return ret;
 }
 
-static int walk_bdev(struct bdsnap_walk *w, dev_t devt, unsigned int depth);
-
 /*
- * Every block device linked from a sysfs directory whose entries are device
- * directories (slaves/, btrfs devices/): walk each through its "dev" file.
+ * The block devices a sysfs directory of device links lists (a disk's
+ * slaves/, btrfs's devices/), read through each entry's "dev" file. 0 with
+ * *nr = 0 if the directory does not exist; -E2BIG if it lists more than
+ * max entries (STACK_FANOUT_MAX at most).
  */
-static int walk_sysfs_devs(struct bdsnap_walk *w, const char *dir,
-			   unsigned int depth, bool *found)
+int bdsnap_sysfs_devs(const char *dir, dev_t *devs, unsigned int max,
+		      unsigned int *nr)
 {
 	struct bdsnap_names nm = { .ctx.actor = walk_names_actor };
 	char *path;
 	unsigned int i;
 	int ret;
 
+	*nr = 0;
 	nm.names = kcalloc(STACK_FANOUT_MAX, STACK_NAME_LEN, GFP_KERNEL);
 	path = kmalloc(PATH_MAX, GFP_KERNEL);
 	ret = -ENOMEM;
@@ -206,11 +207,11 @@ static int walk_sysfs_devs(struct bdsnap_walk *w, const char *dir,
 	}
 	if (ret)
 		goto out;
-	if (nm.truncated) {
-		ret = walk_refuse(w, -ELOOP, "which stacks on too many devices to check");
+	if (nm.truncated || nm.nr > max) {
+		ret = -E2BIG;
 		goto out;
 	}
-	for (i = 0; i < nm.nr && !ret; i++) {
+	for (i = 0; i < nm.nr; i++) {
 		unsigned int maj, min;
 		char num[24];
 
@@ -218,13 +219,36 @@ static int walk_sysfs_devs(struct bdsnap_walk *w, const char *dir,
 		if (bdsnap_read_sysfs(path, num, sizeof(num)) <= 0 ||
 		    sscanf(num, "%u:%u", &maj, &min) != 2)
 			continue;	/* not a block device entry */
-		if (found)
-			*found = true;
-		ret = walk_bdev(w, MKDEV(maj, min), depth);
+		devs[(*nr)++] = MKDEV(maj, min);
 	}
 out:
 	kfree(path);
 	kfree(nm.names);
+	return ret;
+}
+
+static int walk_bdev(struct bdsnap_walk *w, dev_t devt, unsigned int depth);
+
+/* Walk every block device a sysfs directory of device links lists. */
+static int walk_sysfs_devs(struct bdsnap_walk *w, const char *dir,
+			   unsigned int depth, bool *found)
+{
+	unsigned int i, nr;
+	dev_t *devs;
+	int ret;
+
+	devs = kcalloc(STACK_FANOUT_MAX, sizeof(*devs), GFP_KERNEL);
+	if (!devs)
+		return -ENOMEM;
+	ret = bdsnap_sysfs_devs(dir, devs, STACK_FANOUT_MAX, &nr);
+	if (ret == -E2BIG)
+		ret = walk_refuse(w, -ELOOP, "which stacks on too many devices to check");
+	for (i = 0; i < nr && !ret; i++) {
+		if (found)
+			*found = true;
+		ret = walk_bdev(w, devs[i], depth);
+	}
+	kfree(devs);
 	return ret;
 }
 

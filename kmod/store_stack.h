@@ -25,6 +25,14 @@ int bdsnap_store_stack_check(const char *name, const char *what,
 			     const struct bdsnap_span *span,
 			     const struct bdsnap_file_id *file);
 
+/*
+ * The block devices a sysfs directory of device links lists (slaves/,
+ * btrfs's devices/): 0 with *nr = 0 if it does not exist, -E2BIG if it
+ * lists more than max. From a kworker.
+ */
+int bdsnap_sysfs_devs(const char *dir, dev_t *devs, unsigned int max,
+		      unsigned int *nr);
+
 /* loopdev.c */
 int bdsnap_read_sysfs(const char *path, char *buf, size_t size);
 int bdsnap_loop_backing_path(dev_t loop, struct path *p, u64 *diskseq);

@@ -5,6 +5,13 @@
  * an activated device outside any session is counted (unmounted_writes),
  * so the restorer can tell when a chain misses changes.
  *
+ * Discard and secure erase are refused (BLK_STS_NOTSUPP) while an open
+ * session covers their range, as dm-snapshot's origin does: copying what
+ * they free would read all free space into the store on an fstrim, and
+ * would keep a copy of what a secure erase was asked to destroy. The
+ * filesystem then sees a device without discard. Write-zeroes changes data
+ * and is copied like a write.
+ *
  * Flushes are never held: every write that completed before a flush had
  * its pre-image durable before it was sent (write-ahead), so a flush has
  * nothing to wait for. An FUA or PREFLUSH write with data is held like any
@@ -160,7 +167,7 @@ bool bdsnap_cow_submit(struct bio *bio)
 	case REQ_OP_WRITE_ZEROES:
 		break;
 	default:
-		return false;	/* zoned devices are not supported */
+		return false;	/* zone operations: zoned devices are never activated */
 	}
 	if (!len)
 		return false;	/* a flush: nothing to wait for (see above) */
@@ -175,6 +182,20 @@ bool bdsnap_cow_submit(struct bio *bio)
 				     abs, nr);
 	if (!n)
 		return false;
+
+	if (bio_op(bio) == REQ_OP_DISCARD || bio_op(bio) == REQ_OP_SECURE_ERASE) {
+		bool refuse = false;
+
+		for (i = 0; i < n; i++) {
+			refuse |= READ_ONCE(t[i].s->state) == BDSNAP_SESSION_OPEN;
+			bdsnap_session_put(t[i].s);
+		}
+		if (!refuse)
+			return false;	/* failed sessions protect nothing */
+		bio->bi_status = BLK_STS_NOTSUPP;
+		bio_endio(bio);
+		return true;
+	}
 
 	if ((bio->bi_opf & REQ_NOWAIT) &&
 	    atomic64_read(&bdsnap_inflight_bytes) >= bdsnap_mem_limit()) {

@@ -1,6 +1,6 @@
 /**
  * The keys of meta.json that the module writes (`bdsnap_meta_render` in
- * kmod/session.c) are the keys lib/format.ts knows ({@linkcode META_KEYS}:
+ * kmod/meta.c) are the keys lib/format.ts knows ({@linkcode META_KEYS}:
  * the required ones, the optional ones and `durability`). A key added on
  * one side only fails here: a new C key the reader would silently ignore, or
  * a TS key no module writes.
@@ -11,16 +11,16 @@
 import assert from "node:assert/strict";
 import { META_KEYS } from "../../lib/format.ts";
 
-const SESSION_C = new URL("../../kmod/session.c", import.meta.url).pathname;
+const META_C = new URL("../../kmod/meta.c", import.meta.url).pathname;
 
-/** The body of `bdsnap_meta_render` in session.c's text, from its `{` to its closing `}`. */
+/** The body of `bdsnap_meta_render` in meta.c's text, from its `{` to its closing `}`. */
 function renderBody(text: string): string {
   const start = /^int bdsnap_meta_render\([^)]*\)\s*\{/m.exec(text);
-  assert.ok(start, "bdsnap_meta_render's definition not found in session.c");
+  assert.ok(start, "bdsnap_meta_render's definition not found in meta.c");
   const from = start.index + start[0].length;
   // The kernel style closes a function with a `}` alone at the start of a line.
   const end = text.indexOf("\n}\n", from);
-  assert.ok(end > from, "the end of bdsnap_meta_render not found in session.c");
+  assert.ok(end > from, "the end of bdsnap_meta_render not found in meta.c");
   return text.slice(from, end);
 }
 
@@ -31,8 +31,8 @@ export function metaRenderKeys(sessionC: string): string[] {
   return [...body.matchAll(/\\"([A-Za-z0-9_]+)\\":/g)].map((m) => m[1]);
 }
 
-Deno.test("meta.json keys: kmod/session.c writes exactly the keys lib/format.ts reads", async () => {
-  const keys = metaRenderKeys(await Deno.readTextFile(SESSION_C));
+Deno.test("meta.json keys: kmod/meta.c writes exactly the keys lib/format.ts reads", async () => {
+  const keys = metaRenderKeys(await Deno.readTextFile(META_C));
   assert.ok(keys.length >= 10, `too few keys found, the parser is out of date: ${keys}`);
   assert.deepEqual(
     keys.filter((k, i) => keys.indexOf(k) !== i),

@@ -57,6 +57,35 @@ function isFile(p: string): boolean {
   }
 }
 
+const DEFAULT_STORE_ROOT = "/snapshot";
+
+/**
+ * Why the module would refuse this store root (it checks the same at load
+ * and at every activation), or null. A missing root is fine: the first
+ * activation creates it, 0700.
+ */
+export function storeRootProblem(root: string): string | null {
+  let st: Deno.FileInfo;
+  try {
+    st = Deno.lstatSync(root);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return null;
+    throw e;
+  }
+  const why = st.isSymlink
+    ? "is a symbolic link (give its target)"
+    : !st.isDirectory
+    ? "is not a directory"
+    : st.uid !== 0
+    ? `is owned by uid ${st.uid}, not root`
+    : ((st.mode ?? 0) & 0o022) !== 0
+    ? `is writable by group or others (mode ${((st.mode ?? 0) & 0o7777).toString(8)})`
+    : null;
+  return why === null ? null : `the store root ${root} ${why}: it must be a directory owned ` +
+    "by root and not writable by group or others, so that nobody else can redirect or read " +
+    "the pre-images";
+}
+
 /** Find the module file; a CliError saying how to get one when there is none. */
 export function findModule(release: string, explicit?: string): string {
   if (explicit) {
@@ -232,15 +261,8 @@ async function loadWith(
   if (hash) all.push(paramArg("passwd_hash", hash));
   if (opts.store) all.push(paramArg("store_root", opts.store));
   all.push(...params);
-  if (opts.store) {
-    try {
-      if (!Deno.statSync(opts.store).isDirectory) {
-        warn(opts, `store root ${opts.store} is not a directory`);
-      }
-    } catch {
-      warn(opts, `store root ${opts.store} does not exist; sessions fail until it does`);
-    }
-  }
+  const problem = storeRootProblem(opts.store ?? DEFAULT_STORE_ROOT);
+  if (problem) throw new CliError(problem, EXIT_FAILED, { code: "invalid" });
   const euid = geteuid();
   try {
     finitModule(ko, all.join(" "));

@@ -39,6 +39,9 @@
  *	renamed start_creating_path()/end_creating_path().
  * lookup_noperm (6.16+): lookup_one_len(name, base, len) became
  *	lookup_noperm(struct qstr *, base).
+ * start_creating_noperm (6.19+): a name is locked for creating or removing
+ *	with start_creating_noperm()/start_removing_noperm() and released with
+ *	end_creating()/end_removing(), not by the parent's inode lock.
  * is_endbr_word (7.x, IBT kernels): is_endbr() takes a pointer and is not
  *	exported; the check of an instruction word is __is_endbr(u32).
  * scoped_with_init_fs (7.x): kernel threads have an fs_struct of their
@@ -209,18 +212,59 @@ static inline int bdsnap_vfs_mkdir(struct path *parent, struct dentry **d,
 #endif
 }
 
-/* ---- removing: look up a name in a locked directory, rmdir, unlink ---- */
+/* ---- a name in a held directory, locked for creating or removing ---- */
 
-/* The caller holds dir's inode lock. A negative dentry if name is absent. */
-static inline struct dentry *bdsnap_lookup_locked(const char *name,
-						  struct dentry *dir)
+/*
+ * A negative dentry for name in parent (create), or its positive one
+ * (remove), locked for the operation; ERR_PTR(-EEXIST) or (-ENOENT) if it
+ * is the other way round. Always end with bdsnap_end_dirop().
+ */
+static inline struct dentry *bdsnap_start_dirop(struct dentry *parent,
+						const char *name, bool create)
 {
-#ifdef BDSNAP_HAVE_LOOKUP_NOPERM
+#ifdef BDSNAP_HAVE_START_CREATING_NOPERM
 	struct qstr q = QSTR_INIT(name, strlen(name));
 
-	return lookup_noperm(&q, dir);
+	return create ? start_creating_noperm(parent, &q) :
+			start_removing_noperm(parent, &q);
 #else
-	return lookup_one_len(name, dir, strlen(name));
+	struct dentry *d;
+#ifdef BDSNAP_HAVE_LOOKUP_NOPERM
+	struct qstr q = QSTR_INIT(name, strlen(name));
+#endif
+
+	inode_lock_nested(d_inode(parent), I_MUTEX_PARENT);
+#ifdef BDSNAP_HAVE_LOOKUP_NOPERM
+	d = lookup_noperm(&q, parent);
+#else
+	d = lookup_one_len(name, parent, strlen(name));
+#endif
+	if (!IS_ERR(d) && create == d_really_is_positive(d)) {
+		dput(d);
+		d = ERR_PTR(create ? -EEXIST : -ENOENT);
+	}
+	if (IS_ERR(d))
+		inode_unlock(d_inode(parent));
+	return d;
+#endif
+}
+
+/*
+ * After bdsnap_start_dirop() succeeded, with the dentry it gave or the one
+ * bdsnap_vfs_mkdir() left (which may be an ERR_PTR since 6.15).
+ */
+static inline void bdsnap_end_dirop(struct dentry *parent, struct dentry *d,
+				    bool create)
+{
+#ifdef BDSNAP_HAVE_START_CREATING_NOPERM
+	if (create)
+		end_creating(d);
+	else
+		end_removing(d);
+#else
+	if (!IS_ERR(d))
+		dput(d);
+	inode_unlock(d_inode(parent));
 #endif
 }
 

@@ -48,6 +48,7 @@
 #include <linux/xarray.h>
 #include <linux/bio.h>
 #include <linux/blkdev.h>
+#include <linux/path.h>
 
 #include "bdsnap.h"
 
@@ -111,6 +112,7 @@ struct bdsnap_dev {
 	dev_t devt;			/* BLOCK: the activated device */
 	struct bdsnap_span span;	/* BLOCK: where it lies on its disk */
 	struct bdsnap_file_id file;	/* FILE: the image */
+	struct path root;		/* the store root, held from activation */
 	dev_t bound;			/* FILE: loop device last seen on it */
 	struct bdsnap_session __rcu *session;
 	atomic64_t unmounted_writes;	/* since activation or last session */
@@ -128,7 +130,8 @@ struct bdsnap_chunkmap {
 /* Store state; only the session's store worker and open/close touch it. */
 struct bdsnap_store {
 	struct file *dat, *map, *meta;
-	char *dir;			/* absolute path of the session directory */
+	struct path path;		/* the session directory, held while open */
+	char *dir;			/* its path, for messages */
 	loff_t dat_off, map_off;
 	loff_t map_alloc;		/* blocks.map's size: zeroes past map_off */
 	u32 records;			/* in blocks.map */
@@ -239,11 +242,17 @@ struct bdsnap_extent {
 
 /* registry.c */
 void bdsnap_dev_put(struct bdsnap_dev *dev);
-struct bdsnap_session *bdsnap_dev_retire(struct bdsnap_dev *dev); /* reg_mutex held */
+/* What a retired device leaves for bdsnap_retired_finish(), outside reg_mutex. */
+struct bdsnap_retired {
+	struct bdsnap_session *last;	/* its last session, or NULL */
+	struct path root;		/* its store root reference */
+};
+void bdsnap_dev_retire(struct bdsnap_dev *dev, struct bdsnap_retired *r);
+void bdsnap_retired_finish(struct bdsnap_retired *r);
 bool bdsnap_disk_filter(const struct gendisk *disk);
 void bdsnap_filter_add(dev_t disk);
 void bdsnap_filter_rebuild(void);		/* reg_mutex held */
-int bdsnap_store_conflict(const struct bdsnap_span *span,
+int bdsnap_store_conflict(const struct path *root, const struct bdsnap_span *span,
 			  const struct bdsnap_file_id *file);
 int bdsnap_call_in_worker(int (*fn)(void *), void *arg);
 void bdsnap_sanitize_name(const char *path, char *out, size_t size);
@@ -283,7 +292,8 @@ void bdsnap_session_put(struct bdsnap_session *s);
 /* meta.c */
 int bdsnap_meta_render(struct bdsnap_session *s, char *buf, size_t size);
 void bdsnap_last_free(struct bdsnap_session *s);
-void bdsnap_record_deactivation(struct bdsnap_session *last);
+void bdsnap_record_deactivation(struct bdsnap_session *last,
+				const struct path *root);
 
 static inline void bdsnap_session_get(struct bdsnap_session *s)
 {
@@ -336,17 +346,19 @@ int bdsnap_store_sync(struct bdsnap_session *s);
 int bdsnap_store_mark_failed(struct bdsnap_session *s);
 int bdsnap_store_write_meta(struct bdsnap_session *s);
 int bdsnap_store_write_meta_fn(void *s);
-int bdsnap_store_rewrite_meta(struct bdsnap_session *s);
+int bdsnap_store_rewrite_meta(struct bdsnap_session *s, const struct path *root);
 void bdsnap_store_work(struct work_struct *work);
 void bdsnap_store_close(struct bdsnap_session *s, bool discard);
 u32 bdsnap_crc32c(const void *buf, size_t len);
 
 /* store_fs.c */
 int bdsnap_write_all(struct file *f, const void *buf, size_t len, loff_t *pos);
-int bdsnap_mkdir(const char *path, umode_t mode);
-int bdsnap_remove(const char *dir, const char *name, bool is_dir);
-void bdsnap_fsync_dir(const char *path);
-struct file *bdsnap_create(const char *dir, const char *name);
-struct file *bdsnap_open_existing(const char *dir, const char *name);
+int bdsnap_root_open(struct path *root, bool create);
+int bdsnap_mkdir_at(const struct path *dir, const char *name, umode_t mode,
+		    struct path *out);
+int bdsnap_remove_at(const struct path *dir, const char *name, bool is_dir);
+void bdsnap_fsync_at(const struct path *dir);
+struct file *bdsnap_create_at(const struct path *dir, const char *name);
+struct file *bdsnap_open_at(const struct path *dir, const char *rel);
 
 #endif /* _BDSNAP_CORE_H */

@@ -132,9 +132,16 @@ void bdsnap_last_free(struct bdsnap_session *s)
 	kfree(s);
 }
 
-static int bdsnap_rewrite_meta_fn(void *s)
+struct bdsnap_rewrite {
+	struct bdsnap_session *s;
+	const struct path *root;
+};
+
+static int bdsnap_rewrite_meta_fn(void *arg)
 {
-	return bdsnap_store_rewrite_meta(s);
+	struct bdsnap_rewrite *w = arg;
+
+	return bdsnap_store_rewrite_meta(w->s, w->root);
 }
 
 /*
@@ -143,8 +150,10 @@ static int bdsnap_rewrite_meta_fn(void *s)
  * session's meta.json, with the time, so that the restorer can refuse the
  * chain they break. Then @last is freed.
  */
-void bdsnap_record_deactivation(struct bdsnap_session *last)
+void bdsnap_record_deactivation(struct bdsnap_session *last,
+				const struct path *root)
 {
+	struct bdsnap_rewrite w = { .s = last, .root = root };
 	int ret;
 
 	if (!last)
@@ -153,7 +162,8 @@ void bdsnap_record_deactivation(struct bdsnap_session *last)
 	synchronize_rcu();
 	last->unmounted_after = atomic64_read(&last->dev->unmounted_writes);
 	last->deactivated_ns = ktime_get_real_ns();
-	ret = bdsnap_call_in_worker(bdsnap_rewrite_meta_fn, last);
+	ret = root->dentry ? bdsnap_call_in_worker(bdsnap_rewrite_meta_fn, &w) :
+			     -ENOENT;
 	if (ret)
 		pr_warn("%s: cannot record the deactivation in session %s: %pe%s\n",
 			last->dev->name, last->id, ERR_PTR(ret),

@@ -189,10 +189,25 @@ static int bdsnap_span_of(dev_t devt, struct bdsnap_span *span)
  * Before a session (session.c): 0, or -EXDEV/-ENOTBLK/-ELOOP when the store
  * root may not hold sessions of this device (store_stack.c), logged there.
  */
-int bdsnap_store_conflict(const struct bdsnap_span *span,
+int bdsnap_store_conflict(const struct path *root, const struct bdsnap_span *span,
 			  const struct bdsnap_file_id *file)
 {
-	return bdsnap_store_stack_check(NULL, NULL, span, file);
+	return bdsnap_store_stack_check(NULL, NULL, root, span, file);
+}
+
+static int bdsnap_root_open_fn(void *root)
+{
+	return bdsnap_root_open(root, true);
+}
+
+static int bdsnap_root_check_fn(void *unused)
+{
+	struct path root;
+	int ret = bdsnap_root_open(&root, false);
+
+	if (!ret)
+		path_put(&root);
+	return ret == -ENOENT ? 0 : ret;	/* created at activation */
 }
 
 /* ---- device objects ---- */
@@ -206,19 +221,19 @@ void bdsnap_dev_put(struct bdsnap_dev *dev)
 }
 
 /*
- * Take the device off the list; reg_mutex held, no session left. Returns
- * its last session for bdsnap_record_deactivation() once the mutex is
- * dropped (it holds the device), or NULL.
+ * Take the device off the list; reg_mutex held, no session left. Its last
+ * session and store root go to *r, for bdsnap_retired_finish() once the
+ * mutex is dropped (the device may be gone by then).
  */
-struct bdsnap_session *bdsnap_dev_retire(struct bdsnap_dev *dev)
+void bdsnap_dev_retire(struct bdsnap_dev *dev, struct bdsnap_retired *r)
 {
-	struct bdsnap_session *last;
-
 	lockdep_assert_held(&bdsnap_reg_mutex);
 	if (!dev->listed)
-		return NULL;
-	last = dev->last;
+		return;
+	r->last = dev->last;
 	dev->last = NULL;
+	r->root = dev->root;
+	dev->root = (struct path){};
 	list_del_rcu(&dev->node);
 	dev->listed = false;
 	atomic_dec(&bdsnap_nr_devs);
@@ -228,7 +243,14 @@ struct bdsnap_session *bdsnap_dev_retire(struct bdsnap_dev *dev)
 	bdsnap_loop_forget(dev);
 	pr_info("%s: deactivated\n", dev->name);
 	bdsnap_dev_put(dev);
-	return last;
+}
+
+/* The rest of a retirement, without reg_mutex (it may sleep on the store). */
+void bdsnap_retired_finish(struct bdsnap_retired *r)
+{
+	bdsnap_record_deactivation(r->last, &r->root);
+	if (r->root.dentry)
+		path_put(&r->root);
 }
 
 static struct bdsnap_dev *bdsnap_dev_find(u32 kind, dev_t devt,
@@ -296,6 +318,7 @@ static int bdsnap_resolve(const char *path, u32 *kind, dev_t *devt,
 int bdsnap_registry_activate(const char *path)
 {
 	struct bdsnap_file_id file = { 0 };
+	struct path root;
 	struct bdsnap_span span = { 0 };
 	struct bdsnap_dev *dev, *old;
 	dev_t devt = 0;
@@ -308,23 +331,36 @@ int bdsnap_registry_activate(const char *path)
 	if (ret)
 		return ret;
 
+	/* The store root, checked, held by the device from now on. */
+	ret = bdsnap_call_in_worker(bdsnap_root_open_fn, &root);
+	if (ret) {
+		if (ret != -ELOOP && ret != -ENOTDIR && ret != -EACCES)
+			pr_err("%s: not activated: cannot open or create the store root %s: %pe\n",
+			       path, bdsnap_store_root, ERR_PTR(ret));
+		return ret;
+	}
 	if (kind == BDSNAP_KIND_BLOCK) {
 		ret = bdsnap_span_of(devt, &span);
 		if (ret == -EMEDIUMTYPE)
 			pr_err("%s: not activated: a zoned block device (zone resets and appends cannot be copied on write)\n",
 			       path);
-		if (ret)
-			return ret == -ENOMEM || ret == -EMEDIUMTYPE ? ret : -ENOENT;
-		ret = bdsnap_store_stack_check(path, "not activated", &span, NULL);
+		if (ret && ret != -ENOMEM && ret != -EMEDIUMTYPE)
+			ret = -ENOENT;
+		if (!ret)
+			ret = bdsnap_store_stack_check(path, "not activated", &root,
+						       &span, NULL);
 	} else {
-		ret = bdsnap_store_stack_check(path, "not activated", NULL, &file);
+		ret = bdsnap_store_stack_check(path, "not activated", &root,
+					       NULL, &file);
 	}
 	if (ret)
-		return ret;
+		goto err_root;
 
+	ret = -ENOMEM;
 	dev = kzalloc(struct_size(dev, name, strlen(path) + 1), GFP_KERNEL);
 	if (!dev)
-		return -ENOMEM;
+		goto err_root;
+	dev->root = root;
 	strcpy(dev->name, path);
 	refcount_set(&dev->ref, 1);
 	dev->kind = kind;
@@ -347,12 +383,13 @@ int bdsnap_registry_activate(const char *path)
 		}
 		mutex_unlock(&bdsnap_reg_mutex);
 		kfree(dev);
-		return ret;
+		goto err_root;
 	}
 	if (!try_module_get(THIS_MODULE)) {
 		mutex_unlock(&bdsnap_reg_mutex);
 		kfree(dev);
-		return -EINVAL;
+		ret = -EINVAL;
+		goto err_root;
 	}
 	dev->listed = true;
 	list_add_tail_rcu(&dev->node, &bdsnap_devs);
@@ -372,11 +409,15 @@ int bdsnap_registry_activate(const char *path)
 		pr_info("%s: activated (%u:%u)\n", path, MAJOR(devt), MINOR(devt));
 	}
 	return 0;
+
+err_root:
+	path_put(&root);
+	return ret;
 }
 
 int bdsnap_registry_deactivate(const char *path)
 {
-	struct bdsnap_session *last = NULL;
+	struct bdsnap_retired r = { 0 };
 	struct bdsnap_file_id file = { 0 };
 	struct bdsnap_dev *dev;
 	dev_t devt = 0;
@@ -404,10 +445,10 @@ int bdsnap_registry_deactivate(const char *path)
 		pr_info("%s: deactivated while mounted; the running session continues until unmount\n",
 			dev->name);
 	} else {
-		last = bdsnap_dev_retire(dev);
+		bdsnap_dev_retire(dev, &r);
 	}
 	mutex_unlock(&bdsnap_reg_mutex);
-	bdsnap_record_deactivation(last);
+	bdsnap_retired_finish(&r);
 	return 0;
 }
 
@@ -515,6 +556,10 @@ int __init bdsnap_core_init(void)
 	if (!bdsnap_cow_wq || !bdsnap_store_wq || !bdsnap_ctl_wq)
 		goto err_wq;
 
+	/* A store root that exists must pass the checks activation makes. */
+	ret = bdsnap_call_in_worker(bdsnap_root_check_fn, NULL);
+	if (ret)
+		goto err_wq;
 	ret = bdsnap_cow_init();
 	if (ret)
 		goto err_wq;

@@ -147,7 +147,7 @@ static struct bdsnap_session *bdsnap_session_create(struct bdsnap_dev *dev,
 	atomic_set(&s->users, 1);	/* published; dropped by close */
 
 	/* The store must not have moved onto the device since activation. */
-	ret = bdsnap_store_conflict(&s->span,
+	ret = bdsnap_store_conflict(&dev->root, &s->span,
 				    dev->kind == BDSNAP_KIND_FILE ? &dev->file : NULL);
 	if (ret) {
 		pr_err("%s: no session: the store root %s is refused (%pe); this mount is not protected\n",
@@ -378,7 +378,8 @@ static void bdsnap_session_finish(struct bdsnap_session *s, bool failed_mount)
 {
 	struct bdsnap_dev *dev = s->dev;
 	struct bdsnap_close_args a = { .s = s, .discard = failed_mount };
-	struct bdsnap_session *prev = NULL, *last = NULL;
+	struct bdsnap_retired r = { 0 };
+	struct bdsnap_session *prev = NULL;
 	bool failed, discarded;
 
 	if (!s->end_time_ns)
@@ -419,7 +420,7 @@ static void bdsnap_session_finish(struct bdsnap_session *s, bool failed_mount)
 		atomic64_add(s->unmounted_before, &dev->unmounted_writes);
 	}
 	if (dev->deactivating)
-		last = bdsnap_dev_retire(dev);
+		bdsnap_dev_retire(dev, &r);
 	else
 		bdsnap_filter_rebuild();
 	wake_up_all(&bdsnap_reg_wq);
@@ -430,7 +431,7 @@ static void bdsnap_session_finish(struct bdsnap_session *s, bool failed_mount)
 		bdsnap_dev_put(dev);
 	}
 	bdsnap_last_free(prev);
-	bdsnap_record_deactivation(last);
+	bdsnap_retired_finish(&r);
 }
 
 /*

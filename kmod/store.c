@@ -19,8 +19,11 @@
  * meta.json is rewritten in place too, padded with spaces to a constant
  * size, for the same reason.
  *
- * Files are created from a kworker (kernel credentials, init's namespace);
- * appends and syncs run in the session's store worker, never concurrently.
+ * Everything is created relative to the store root the device holds since
+ * its activation (dev->root) and the session directory the store holds
+ * (st->path), never through a path string again (store_fs.c). Files are
+ * created from a kworker (kernel credentials, init's namespace); appends
+ * and syncs run in the session's store worker, never concurrently.
  */
 #define pr_fmt(fmt) "bdsnap: " fmt
 
@@ -57,8 +60,9 @@ u32 bdsnap_crc32c(const void *buf, size_t len)
 	return ~bdsnap_crc32c_update(~0U, buf, len);
 }
 
-static void bdsnap_store_release(struct bdsnap_store *st, bool remove)
+static void bdsnap_store_release(struct bdsnap_session *s, bool remove)
 {
+	struct bdsnap_store *st = &s->store;
 	static const char * const files[] = { "blocks.dat", "blocks.map", "meta.json" };
 	struct file **fp[] = { &st->dat, &st->map, &st->meta };
 	unsigned int i;
@@ -67,16 +71,22 @@ static void bdsnap_store_release(struct bdsnap_store *st, bool remove)
 		if (!IS_ERR_OR_NULL(*fp[i])) {
 			fput(*fp[i]);
 			if (remove)
-				bdsnap_remove(st->dir, files[i], false);
+				bdsnap_remove_at(&st->path, files[i], false);
 		}
 		*fp[i] = NULL;
 	}
-	if (remove && st->dir) {
-		bdsnap_remove(bdsnap_store_root, kbasename(st->dir), true);
-		bdsnap_fsync_dir(bdsnap_store_root);
+	if (st->path.dentry) {
+		path_put(&st->path);
+		st->path.dentry = NULL;
+		if (remove) {
+			bdsnap_remove_at(&s->dev->root, s->id, true);
+			bdsnap_fsync_at(&s->dev->root);
+		}
 	}
-	kfree(st->dir);
-	st->dir = NULL;
+	if (remove) {
+		kfree(st->dir);
+		st->dir = NULL;
+	}
 	kvfree(st->pending);
 	st->pending = NULL;
 }
@@ -114,7 +124,7 @@ int bdsnap_store_open(struct bdsnap_session *s, const char *name)
 {
 	struct bdsnap_store *st = &s->store;
 	struct bdsnap_map_header *hdr;
-	const char *root = bdsnap_store_root;
+	const struct path *root = &s->dev->root;
 	struct tm tm;
 	char ts[32];
 	u32 ns;
@@ -125,37 +135,30 @@ int bdsnap_store_open(struct bdsnap_session *s, const char *name)
 		 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
 		 tm.tm_min, tm.tm_sec, ns / 1000);
 
-	ret = bdsnap_mkdir(root, 0700);
-	if (ret && ret != -EEXIST)
-		return ret;
-
 	for (i = 0; i < 1000; i++) {
 		if (i)
 			snprintf(s->id, sizeof(s->id), "%s_%s-%d", name, ts, i);
 		else
 			snprintf(s->id, sizeof(s->id), "%s_%s", name, ts);
-		st->dir = kasprintf(GFP_KERNEL, "%s/%s", root, s->id);
-		if (!st->dir)
-			return -ENOMEM;
-		ret = bdsnap_mkdir(st->dir, 0700);
+		ret = bdsnap_mkdir_at(root, s->id, 0700, &st->path);
 		if (ret != -EEXIST)
 			break;
-		kfree(st->dir);
-		st->dir = NULL;
 	}
-	if (ret) {
-		kfree(st->dir);
-		st->dir = NULL;
+	if (ret)
 		return ret;
-	}
+	/* For messages and the deactivation record, relative to the root. */
+	st->dir = kasprintf(GFP_KERNEL, "%s/%s", bdsnap_store_root, s->id);
+	ret = -ENOMEM;
+	if (!st->dir)
+		goto err;
 
 	st->pending = kvcalloc(BDSNAP_MAX_PENDING, sizeof(*st->pending), GFP_KERNEL);
 	ret = -ENOMEM;
 	if (!st->pending)
 		goto err;
-	st->dat = bdsnap_create(st->dir, "blocks.dat");
-	st->map = bdsnap_create(st->dir, "blocks.map");
-	st->meta = bdsnap_create(st->dir, "meta.json");
+	st->dat = bdsnap_create_at(&st->path, "blocks.dat");
+	st->map = bdsnap_create_at(&st->path, "blocks.map");
+	st->meta = bdsnap_create_at(&st->path, "meta.json");
 	ret = IS_ERR(st->dat) ? PTR_ERR(st->dat) :
 	      IS_ERR(st->map) ? PTR_ERR(st->map) :
 	      IS_ERR(st->meta) ? PTR_ERR(st->meta) : 0;
@@ -188,11 +191,11 @@ int bdsnap_store_open(struct bdsnap_session *s, const char *name)
 	ret = bdsnap_store_write_meta(s);
 	if (ret)
 		goto err;
-	bdsnap_fsync_dir(st->dir);
-	bdsnap_fsync_dir(root);
+	bdsnap_fsync_at(&st->path);
+	bdsnap_fsync_at(root);
 	return 0;
 err:
-	bdsnap_store_release(st, true);
+	bdsnap_store_release(s, true);
 	return ret;
 }
 
@@ -335,7 +338,6 @@ void bdsnap_store_close(struct bdsnap_session *s, bool discard)
 {
 	struct bdsnap_store *st = &s->store;
 	unsigned long flags;
-	char *dir;
 	int ret;
 
 	if (READ_ONCE(s->state) == BDSNAP_SESSION_OPEN) {
@@ -353,7 +355,7 @@ void bdsnap_store_close(struct bdsnap_session *s, bool discard)
 		}
 	}
 	if (discard && !st->records) {
-		bdsnap_store_release(st, true);
+		bdsnap_store_release(s, true);
 		return;
 	}
 	/* Closed: the map ends at its last record (docs/FORMAT.md). */
@@ -373,10 +375,8 @@ void bdsnap_store_close(struct bdsnap_session *s, bool discard)
 	if (ret)
 		pr_err("%s: session %s: cannot write meta.json: %pe\n",
 		       s->dev->name, s->id, ERR_PTR(ret));
-	dir = st->dir;
-	st->dir = NULL;
-	bdsnap_store_release(st, false);
-	st->dir = dir;	/* for bdsnap_store_rewrite_meta() at deactivation */
+	/* st->dir stays, for bdsnap_store_rewrite_meta() at deactivation. */
+	bdsnap_store_release(s, false);
 }
 
 /* For bdsnap_call_in_worker(). */
@@ -386,17 +386,21 @@ int bdsnap_store_write_meta_fn(void *s)
 }
 
 /*
- * meta.json of a closed session, opened again by its path (the session
- * directory may have been pruned meanwhile: -ENOENT). From a kworker.
+ * meta.json of a closed session, opened again below the store root the
+ * device still holds (the session directory may have been pruned
+ * meanwhile: -ENOENT). From a kworker.
  */
-int bdsnap_store_rewrite_meta(struct bdsnap_session *s)
+int bdsnap_store_rewrite_meta(struct bdsnap_session *s, const struct path *root)
 {
 	struct bdsnap_store *st = &s->store;
+	char *rel;
 	int ret;
 
-	if (!st->dir)
-		return -ENOENT;
-	st->meta = bdsnap_open_existing(st->dir, "meta.json");
+	rel = kasprintf(GFP_KERNEL, "%s/meta.json", s->id);
+	if (!rel)
+		return -ENOMEM;
+	st->meta = bdsnap_open_at(root, rel);
+	kfree(rel);
 	if (IS_ERR(st->meta)) {
 		ret = PTR_ERR(st->meta);
 		st->meta = NULL;

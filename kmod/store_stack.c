@@ -59,6 +59,7 @@
 struct bdsnap_walk {
 	const struct bdsnap_span *span;		/* BLOCK: the activated span */
 	const struct bdsnap_file_id *file;	/* FILE: the activated image */
+	const struct path *root;		/* the store root, held */
 	struct bdsnap_span fspan;		/* FILE: its filesystem's device */
 	bool have_fspan;
 	unsigned int nodes;
@@ -381,39 +382,9 @@ static int walk_fs(struct bdsnap_walk *w, struct super_block *sb,
 	return ret;
 }
 
-/* The store root, or the directory it will be created in. */
-static int walk_root(struct path *p)
-{
-	char *parent, *slash;
-	int ret;
-
-	ret = kern_path(bdsnap_store_root, LOOKUP_FOLLOW, p);
-	if (ret != -ENOENT)
-		return ret;
-	parent = kstrdup(bdsnap_store_root, GFP_KERNEL);
-	if (!parent)
-		return -ENOMEM;
-	slash = strrchr(parent, '/');
-	if (slash && slash != parent)
-		*slash = '\0';
-	else if (slash)
-		slash[1] = '\0';
-	ret = kern_path(parent, LOOKUP_FOLLOW, p);
-	kfree(parent);
-	return ret;
-}
-
 static int bdsnap_store_stack_fn(void *arg)
 {
 	struct bdsnap_walk *w = arg;
-	struct path p;
-	int ret;
-
-	ret = walk_root(&p);
-	if (ret == -ENOMEM)
-		return ret;
-	if (ret)
-		return 0;	/* no store yet: checked again at the next session */
 
 	/* The device of the image's filesystem, if it has one. */
 	if (w->file && MAJOR(w->file->sdev)) {
@@ -427,12 +398,11 @@ static int bdsnap_store_stack_fn(void *arg)
 			bdsnap_bdev_close(&b);
 		}
 	}
-	ret = walk_fs(w, p.dentry->d_sb, 0);
-	path_put(&p);
-	return ret;
+	return walk_fs(w, w->root->dentry->d_sb, 0);
 }
 
 int bdsnap_store_stack_check(const char *name, const char *what,
+			     const struct path *root,
 			     const struct bdsnap_span *span,
 			     const struct bdsnap_file_id *file)
 {
@@ -442,6 +412,7 @@ int bdsnap_store_stack_check(const char *name, const char *what,
 	w = kzalloc(sizeof(*w), GFP_KERNEL);
 	if (!w)
 		return -ENOMEM;
+	w->root = root;
 	w->span = span;
 	w->file = file;
 	ret = bdsnap_call_in_worker(bdsnap_store_stack_fn, w);

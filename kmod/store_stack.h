@@ -13,7 +13,7 @@ struct bdsnap_span;
 struct bdsnap_file_id;
 
 /*
- * 0 if the store root may hold sessions of the activated device (span for a
+ * 0 if the store root (held by the caller) may hold sessions of the activated device (span for a
  * block device, file for an image file; exactly one is set). -EXDEV if the
  * device, or the filesystem holding the image, is anywhere in the stack the
  * store is written through; -ENOTBLK if the store's filesystem has no block
@@ -22,6 +22,7 @@ struct bdsnap_file_id;
  * Sleeps; runs the walk in a kworker.
  */
 int bdsnap_store_stack_check(const char *name, const char *what,
+			     const struct path *root,
 			     const struct bdsnap_span *span,
 			     const struct bdsnap_file_id *file);
 

@@ -55,6 +55,10 @@ export function explainErrno(errno: number, ctx: ErrnoContext): CliError {
       `${ctx.op}${ctx.path ? ` ${ctx.path}` : ""} failed: ${errnoDescription(errno)}`,
       errno === ERRNO.EIO ? "io" : "error",
     );
+  const storeRootRule = (why: string) =>
+    `the snapshot store root${store} ${why}: it must be a directory (not a symlink) owned ` +
+    "by root and not writable by group or others, so that nobody else can redirect or read " +
+    "the pre-images; `dmesg` says what is wrong";
   switch (errno) {
     case ERRNO.EPERM:
       if (ctx.euid !== undefined && ctx.euid !== 0) {
@@ -63,7 +67,17 @@ export function explainErrno(errno: number, ctx: ErrnoContext): CliError {
       if (ctx.euid === 0) return make(`wrong password (${name})`, EXIT_PERMISSION);
       return make(`wrong password or not root (${name})`, EXIT_PERMISSION);
     case ERRNO.EACCES:
+      // As root, the module's refusal of a store root others could tamper with.
+      if (ctx.op === "activate" && ctx.euid === 0) {
+        return fail(storeRootRule("is not safe"), "invalid");
+      }
       return make(`permission denied (${name}): ${ctx.op} needs root`, EXIT_PERMISSION);
+    case ERRNO.ELOOP:
+      if (ctx.op !== "activate") return other();
+      return fail(storeRootRule("is a symbolic link; give its target"), "invalid");
+    case ERRNO.ENOTDIR:
+      if (ctx.op !== "activate") return other();
+      return fail(storeRootRule("is not a directory"), "invalid");
     case ERRNO.ENOENT:
       return fail(`no such device or file: ${what}`, "not-found");
     case ERRNO.ENOTBLK: {

@@ -44,7 +44,11 @@ Deno.test("error codes: errno refusals carry the errno name and a code", () => {
     return [e.code, e.errno];
   };
   assert.deepEqual(c("EPERM"), ["permission", "EPERM"]);
-  assert.deepEqual(c("EACCES"), ["permission", "EACCES"]);
+  // As root, activate's EACCES is the module refusing an unsafe store root.
+  assert.deepEqual(c("EACCES"), ["invalid", "EACCES"]);
+  assert.deepEqual(c("EACCES", "deactivate"), ["permission", "EACCES"]);
+  assert.deepEqual(c("ELOOP"), ["invalid", "ELOOP"]);
+  assert.deepEqual(c("ENOTDIR"), ["invalid", "ENOTDIR"]);
   assert.deepEqual(c("ENOENT"), ["not-found", "ENOENT"]);
   assert.deepEqual(c("EALREADY"), ["activated", "EALREADY"]);
   assert.deepEqual(c("EALREADY", "deactivate"), ["not-activated", "EALREADY"]);

@@ -172,6 +172,18 @@ Deno.test("cli: errors are one line; a stack trace only with BDSNAP_DEBUG=1", as
   }
 });
 
+Deno.test("activate as root: EACCES, ELOOP and ENOTDIR name the store root rule", () => {
+  const m = (name: string) =>
+    explainErrno(ERRNO[name], { op: "activate", path: "/dev/vdb", euid: 0, storeRoot: "/snap" })
+      .message;
+  assert.match(
+    m("EACCES"),
+    /store root \(\/snap\) is not safe: it must be a directory \(not a symlink\) owned by root and not writable by group or others/,
+  );
+  assert.match(m("ELOOP"), /store root \(\/snap\) is a symbolic link; give its target/);
+  assert.match(m("ENOTDIR"), /store root \(\/snap\) is not a directory/);
+});
+
 Deno.test("activate tells the target's ENOTBLK from the store's by looking at the target", async () => {
   const dir = await Deno.makeTempDir();
   await Deno.writeFile(`${dir}/disk.img`, new Uint8Array(512));

@@ -360,7 +360,10 @@ Deno.test("e2: btrfs with async discard, files written and deleted, then fstrim:
  * Activate, mount, `prepare`, fstrim, unmount, restore. The refusal must show
  * in what matters first: the session stays open, saves next to nothing, and
  * the restore is exact (the free space holds random bytes, which a discard
- * that reached the device would have zeroed). Then what fstrim was told.
+ * that reached the device would have zeroed), and the kernel log says
+ * nothing was trimmed. fstrim itself reports success: the block layer's
+ * discard helper treats a device's EOPNOTSUPP as success (discard is
+ * advisory), on 6.1 and 6.12 alike, so its exit status proves nothing.
  */
 async function trimCase(
   dev: string,
@@ -375,8 +378,15 @@ async function trimCase(
     later(deactivateLater(dev));
     await sh(`mount -t ${fs} ${options ? `-o ${options}` : ""} ${dev} /mnt/t`);
     later("umount /mnt/t");
+    const mark = await logMark();
     if (prepare) await prepare();
     const trim: ShResult = await shTry("fstrim -v /mnt/t");
+    assert.ok(
+      (await logSince(mark)).some((l) =>
+        /discard and secure erase are refused .* nothing is trimmed/.test(l)
+      ),
+      `${fs}: the kernel log says the discards were refused (fstrim: ${trim.stdout}${trim.stderr})`,
+    );
     const live = liveDevice(dev);
     assert.equal(live.state, SESSION_STATE.OPEN, `${fs}: the session survives fstrim`);
     assert.equal(live.error, 0, `${fs}: the session did not fail`);
@@ -392,17 +402,10 @@ async function trimCase(
     );
     await restore(dev, list[0].id);
     assert.equal(await sha256(dev), before, `${fs}: restored exactly`);
-
-    assert.notEqual(
-      trim.code,
-      0,
-      `${fs}: fstrim must report that discard is not supported, but it exited 0: ${trim.stdout}`,
-    );
-    assert.match(trim.stderr, /not supported/i, `${fs}: ${trim.stderr}`);
   });
 }
 
-Deno.test("f: discard and secure erase on the raw device fail during a session, work outside it", async () => {
+Deno.test("f: discard and secure erase on the raw device change nothing during a session, discard works outside it", async () => {
   await loadModule();
   const [, dev] = testDisks();
   const name = dev.replace("/dev/", "");
@@ -424,22 +427,22 @@ Deno.test("f: discard and secure erase on the raw device fail during a session, 
     await sh(`mount -t ext4 ${dev} /mnt/t && echo x > /mnt/t/x && sync`);
     later("umount /mnt/t");
     // -f: blkdiscard opens the device O_EXCL otherwise, which the mount holds.
-    const plain = await shTry(discard);
+    // It exits 0 either way (the block layer turns a device's EOPNOTSUPP for
+    // discard into success): the range and the log are what tell.
+    const mark = await logMark();
+    await shTry(discard);
+    assert.ok(
+      (await logSince(mark)).some((l) => /discard and secure erase are refused/.test(l)),
+      "the kernel log says the discard was refused",
+    );
     assert.equal(await rangeHash(dev, off, len), bytes, "the discarded range is unchanged");
     // virtio-blk has no secure erase at all (the kernel itself answers
     // EOPNOTSUPP before a bio exists), so this part cannot tell the module's
     // refusal from the device's; the plain discard is the proof.
     const secure = await shTry(`blkdiscard -f -s -o ${off} -l ${len} ${dev}`);
+    assert.notEqual(secure.code, 0, `secure erase during a session must fail: ${secure.stdout}`);
     assert.equal(await rangeHash(dev, off, len), bytes, "unchanged by the secure erase");
     assert.equal(liveDevice(dev).state, SESSION_STATE.OPEN, "the session is still open");
-    assert.notEqual(
-      plain.code,
-      0,
-      `a discard during a session must fail, but blkdiscard exited 0: ${plain.stdout}`,
-    );
-    assert.match(plain.stderr, /Operation not supported/);
-    assert.notEqual(secure.code, 0, `secure erase during a session must fail: ${secure.stdout}`);
-    assert.match(secure.stderr, /not supported/i);
     await sh("umount /mnt/t");
     await deactivate(dev);
   });

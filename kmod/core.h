@@ -184,6 +184,7 @@ struct bdsnap_session {
 	unsigned long failed_at;	/* jiffies */
 	bool fail_recorded;		/* store worker: the store says failed */
 	bool discard_refused;		/* logged once (tracker.c) */
+	bool meta_stale;		/* the store worker rewrites meta.json */
 	struct bdsnap_chunkmap map;	/* chunks claimed this session */
 	struct rb_root_cached inflight;	/* extents not yet durable */
 	struct list_head outstanding;	/* the same extents, in claim order */
@@ -346,7 +347,6 @@ int bdsnap_store_append(struct bdsnap_session *s, struct bdsnap_extent *e);
 int bdsnap_store_sync(struct bdsnap_session *s);
 int bdsnap_store_mark_failed(struct bdsnap_session *s);
 int bdsnap_store_write_meta(struct bdsnap_session *s);
-int bdsnap_store_write_meta_fn(void *s);
 int bdsnap_store_rewrite_meta(struct bdsnap_session *s, const struct path *root);
 void bdsnap_store_work(struct work_struct *work);
 void bdsnap_store_close(struct bdsnap_session *s, bool discard);

@@ -192,10 +192,20 @@ struct bdsnap_dev *bdsnap_dev_for_mount(dev_t devt, dev_t *target)
 	if (!c.dev)
 		return NULL;	/* not ours, or no memory to look: unprotected */
 	if (c.dev->kind == BDSNAP_KIND_FILE) {
+		bool listed;
+
+		/* A device deactivated meanwhile must not be bound again. */
 		mutex_lock(&bdsnap_reg_mutex);
-		WRITE_ONCE(c.dev->bound, c.target);
-		bdsnap_loop_bind(c.target, c.loop_seq, c.dev);
+		listed = c.dev->listed;
+		if (listed) {
+			WRITE_ONCE(c.dev->bound, c.target);
+			bdsnap_loop_bind(c.target, c.loop_seq, c.dev);
+		}
 		mutex_unlock(&bdsnap_reg_mutex);
+		if (!listed) {
+			bdsnap_dev_put(c.dev);
+			return NULL;
+		}
 	}
 	if (c.target != devt)
 		pr_info("%s: the mount of %u:%u lies on it (through %u:%u)\n",

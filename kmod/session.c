@@ -173,7 +173,8 @@ err:
  * Writes to the device counted outside any session up to now belong to
  * this one's meta.json. Called after publication and a grace period, so no
  * bio that missed the session is still counting; if the count grew while
- * the session was created, meta.json is rewritten before the mount goes on.
+ * the session was created, the store worker (meta.json's only writer once
+ * the session is published) rewrites it.
  */
 static void bdsnap_take_unmounted(struct bdsnap_session *s)
 {
@@ -183,10 +184,10 @@ static void bdsnap_take_unmounted(struct bdsnap_session *s)
 	n = atomic64_xchg(&s->dev->unmounted_writes, 0);
 	if (n == s->unmounted_before)
 		return;
-	s->unmounted_before = n;
-	if (bdsnap_call_in_worker(bdsnap_store_write_meta_fn, s))
-		pr_warn("%s: session %s: cannot record %llu write(s) outside any mount in meta.json\n",
-			s->dev->name, s->id, n);
+	WRITE_ONCE(s->unmounted_before, n);
+	WRITE_ONCE(s->meta_stale, true);
+	/* getters holds the session open, so its close flushes this work. */
+	queue_work(bdsnap_store_wq, &s->store_work);
 }
 
 /*

@@ -379,12 +379,6 @@ void bdsnap_store_close(struct bdsnap_session *s, bool discard)
 	bdsnap_store_release(s, false);
 }
 
-/* For bdsnap_call_in_worker(). */
-int bdsnap_store_write_meta_fn(void *s)
-{
-	return bdsnap_store_write_meta(s);
-}
-
 /*
  * meta.json of a closed session, opened again below the store root the
  * device still holds (the session directory may have been pruned

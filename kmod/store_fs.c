@@ -4,8 +4,8 @@
  * their kernel interfaces change between releases (see compat.h).
  *
  * The store root is resolved once per activation (bdsnap_root_open()):
- * without following a symlink in its last component, and only if it is a
- * directory owned by root that group and others cannot write. Everything
+ * without following any symlink on the way (LOOKUP_NO_SYMLINKS), and only
+ * if it is a directory owned by root that group and others cannot write. Everything
  * below it is then created, opened and removed relative to held directory
  * references, one name at a time, so nobody can swap a directory for a
  * symlink between two steps. Only the root itself, when missing, is created
@@ -97,15 +97,20 @@ int bdsnap_root_open(struct path *root, bool create)
 	const char *why = NULL;
 	int ret;
 
+	/* No symlink anywhere on the way: a parent could be swapped for one. */
 	bdsnap_with_init_fs()
-		ret = kern_path(bdsnap_store_root, 0, root);
+		ret = kern_path(bdsnap_store_root, LOOKUP_NO_SYMLINKS, root);
 	if (ret == -ENOENT && create) {
 		ret = bdsnap_mkdir_path(bdsnap_store_root, 0700);
 		if (ret && ret != -EEXIST)
 			return ret;
 		bdsnap_with_init_fs()
-			ret = kern_path(bdsnap_store_root, 0, root);
+			ret = kern_path(bdsnap_store_root, LOOKUP_NO_SYMLINKS, root);
 	}
+	if (ret == -ELOOP || ret == -ENOTDIR)
+		pr_err("the store root %s %s; give a path without symbolic links to a directory\n",
+		       bdsnap_store_root, ret == -ELOOP ? "has a symbolic link in its path" :
+		       "has a component that is not a directory");
 	if (ret)
 		return ret;
 	ret = bdsnap_root_refused(root, &why);

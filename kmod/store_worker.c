@@ -123,6 +123,15 @@ void bdsnap_store_work(struct work_struct *work)
 		open = s->state == BDSNAP_SESSION_OPEN;
 		spin_unlock_irqrestore(&s->lock, flags);
 
+		/* A count the mount path took after publication (session.c). */
+		if (xchg(&s->meta_stale, false) && open) {
+			bdsnap_store_busy(s, true);
+			ret = bdsnap_store_write_meta(s);
+			bdsnap_store_busy(s, false);
+			if (ret && __bdsnap_session_fail(s, ret, "writing meta.json"))
+				open = false;
+		}
+
 		if (open && !list_empty(&batch)) {
 			bdsnap_store_busy(s, true);
 			ret = bdsnap_commit(s, &batch, &done, &what);

@@ -191,7 +191,9 @@ bool bdsnap_cow_submit(struct bio *bio)
 		for (i = 0; i < n; i++) {
 			struct bdsnap_session *s = t[i].s;
 
-			if (READ_ONCE(s->state) == BDSNAP_SESSION_OPEN) {
+			/* Failing: the store still reads as exact, so nothing unsaved goes. */
+			if (READ_ONCE(s->state) == BDSNAP_SESSION_OPEN ||
+			    READ_ONCE(s->failing)) {
 				refuse = true;
 				if (!xchg(&s->discard_refused, true))
 					pr_info("%s: session %s: discard and secure erase are refused while it is open; nothing is trimmed\n",
@@ -217,9 +219,13 @@ bool bdsnap_cow_submit(struct bio *bio)
 	/*
 	 * submit_bio may sleep, so its callers can; REQ_NOWAIT callers do not
 	 * want to. Anything that cannot (softirq, preemption or interrupts
-	 * off) defers the analysis to the worker.
+	 * off) defers the analysis to the worker, and so does a bio that dm or
+	 * md submits from inside their ->submit_bio (current->bio_list set):
+	 * our pre-image reads would only be queued on that list until we
+	 * return, so nothing here may wait for memory they free.
 	 */
-	atomic_ctx = !in_task() || !preemptible() || irqs_disabled();
+	atomic_ctx = !in_task() || !preemptible() || irqs_disabled() ||
+		     current->bio_list;
 	gfp = (bio->bi_opf & REQ_NOWAIT) || atomic_ctx ? GFP_NOWAIT : GFP_NOIO;
 	op = bdsnap_op_alloc(bio, n, gfp);
 	if (!op) {

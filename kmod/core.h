@@ -259,6 +259,13 @@ int bdsnap_store_conflict(const struct path *root, const struct bdsnap_span *spa
 int bdsnap_call_in_worker(int (*fn)(void *), void *arg);
 void bdsnap_sanitize_name(const char *path, char *out, size_t size);
 
+static inline bool bdsnap_spans_overlap(const struct bdsnap_span *a,
+					const struct bdsnap_span *b)
+{
+	return a->disk == b->disk && a->start < b->start + b->nr &&
+	       b->start < a->start + a->nr;
+}
+
 static inline dev_t bdsnap_disk_devt(const struct gendisk *disk)
 {
 	return MKDEV(disk->major, disk->first_minor);

@@ -46,13 +46,6 @@ struct bdsnap_cover {
 	unsigned int nodes;
 };
 
-static bool cover_overlap(const struct bdsnap_span *a,
-			  const struct bdsnap_span *b)
-{
-	return a->disk == b->disk && a->start < b->start + b->nr &&
-	       b->start < a->start + a->nr;
-}
-
 /* The activated device matching a span (BLOCK) or a file (FILE), or NULL. */
 static struct bdsnap_dev *cover_find(const struct bdsnap_span *span,
 				     const struct bdsnap_file_id *file)
@@ -62,7 +55,7 @@ static struct bdsnap_dev *cover_find(const struct bdsnap_span *span,
 	rcu_read_lock();
 	list_for_each_entry_rcu(dev, &bdsnap_devs, node) {
 		bool match = span ?
-			dev->kind == BDSNAP_KIND_BLOCK && cover_overlap(&dev->span, span) :
+			dev->kind == BDSNAP_KIND_BLOCK && bdsnap_spans_overlap(&dev->span, span) :
 			dev->kind == BDSNAP_KIND_FILE && dev->file.sdev == file->sdev &&
 			dev->file.ino == file->ino;
 

@@ -68,13 +68,6 @@ struct bdsnap_walk {
 	char msg[384];				/* the refusal, once */
 };
 
-static bool spans_overlap(const struct bdsnap_span *a,
-			  const struct bdsnap_span *b)
-{
-	return a->disk == b->disk && a->start < b->start + b->nr &&
-	       b->start < a->start + a->nr;
-}
-
 static __printf(2, 3) void walk_push(struct bdsnap_walk *w, const char *fmt, ...)
 {
 	va_list ap;
@@ -280,10 +273,10 @@ static int walk_bdev(struct bdsnap_walk *w, dev_t devt, unsigned int depth)
 	loop = b.bdev->bd_disk->major == LOOP_MAJOR;
 	bdsnap_bdev_close(&b);
 
-	if (w->span && spans_overlap(&ss, w->span)) {
+	if (w->span && bdsnap_spans_overlap(&ss, w->span)) {
 		ret = walk_refuse(w, -EXDEV, "which overlaps the activated device");
 	} else if (w->file && (devt == w->file->sdev ||
-			       (w->have_fspan && spans_overlap(&ss, &w->fspan)))) {
+			       (w->have_fspan && bdsnap_spans_overlap(&ss, &w->fspan)))) {
 		ret = walk_refuse(w, -EXDEV,
 				  "which holds the filesystem of the activated image");
 	} else if (loop) {

@@ -52,7 +52,7 @@ export async function runExport(
   const id = resolveSessionSpec(sessions, o.session, device);
   const plan = planForCli(sessions, id, options);
   reportWarnings(opts, plan);
-  const progress = progressBar(progressWanted(opts.quiet));
+  const progress = await progressBar(progressWanted(opts.quiet));
   try {
     const r = await cli(() =>
       exportImage(plan, {

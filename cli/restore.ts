@@ -158,7 +158,7 @@ export async function runRestore(
   if (human) { for (const l of planLines(plan, targetPath)) println(l); }
   reportWarnings(opts, plan);
 
-  const progress = progressBar(progressWanted(opts.quiet));
+  const progress = await progressBar(progressWanted(opts.quiet));
   try {
     const r = await cli(() =>
       applyRestore(plan, {

@@ -85,7 +85,7 @@ export async function runVerify(
     ? await readStore(root, d.liveSessions())
     : await Promise.all(ids.map((id) => readSessionSpec(root, id)));
   const total = sessions.reduce((n, s) => n + s.dataBytes, 0);
-  const progress = progressBar(progressWanted(opts.quiet));
+  const progress = await progressBar(progressWanted(opts.quiet));
   const results: VerifyJson[] = [];
   let base = 0;
   const pool = await CrcPool.startFor(total);

@@ -38,7 +38,7 @@
  * @module
  */
 
-import { crc32c } from "./crc32c.ts";
+import { crc32c, useFastCrc32c } from "./crc32c.ts";
 import { CrcPool } from "./crc_pool.ts";
 import { type Problem, RestoreError } from "./errors.ts";
 import type { Plan } from "./plan.ts";
@@ -146,6 +146,7 @@ export async function writePlan(
   path: string,
   options: WriteOptions = {},
 ): Promise<WriteResult> {
+  await useFastCrc32c();
   const chunk = plan.chunkSize;
   const ioSize = Math.max(chunk, Math.floor((options.ioSize ?? DEFAULT_IO_SIZE) / chunk) * chunk);
   const maps: Array<Mapping | null> = [];

@@ -53,10 +53,28 @@ async function loadNative(): Promise<Crc32c | null> {
   }
 }
 
-const native = await loadNative();
+let current: Crc32c = crc32cPortable;
+let implementation: "native" | "portable" = "portable";
+let loading: Promise<"native" | "portable"> | undefined;
 
-/** Which implementation `crc32c` uses here: `"native"` or `"portable"`. */
-export const crc32cImplementation: "native" | "portable" = native ? "native" : "portable";
+/**
+ * Switch {@linkcode crc32c} to the CPU's instruction where the addon loads,
+ * and say which implementation is in use. Work over many bytes (restore,
+ * verify, export) calls this first. Until then the portable one answers:
+ * loading the addon is a noticeable part of the CLI's start-up, and a
+ * header's or record's checksum does not need it.
+ */
+export function useFastCrc32c(): Promise<"native" | "portable"> {
+  return loading ??= loadNative().then((native) => {
+    if (native) [current, implementation] = [native, "native"];
+    return implementation;
+  });
+}
+
+/** Which implementation {@linkcode crc32c} uses now: `"native"` or `"portable"`. */
+export function crc32cImplementation(): "native" | "portable" {
+  return implementation;
+}
 
 /**
  * The CRC-32C of `data`, as an unsigned 32-bit number.
@@ -65,4 +83,6 @@ export const crc32cImplementation: "native" | "portable" = native ? "native" : "
  * @param previous The CRC-32C of the bytes that come before `data`, to
  * checksum a stream in pieces; omit for the first piece.
  */
-export const crc32c: Crc32c = native ?? crc32cPortable;
+export function crc32c(data: Uint8Array, previous?: number): number {
+  return current(data, previous);
+}

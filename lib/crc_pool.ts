@@ -23,7 +23,7 @@
  * @module
  */
 
-import { crc32cImplementation } from "./crc32c.ts";
+import { useFastCrc32c } from "./crc32c.ts";
 import type { CrcAnswer, CrcJob } from "./crc_worker.ts";
 
 /**
@@ -90,10 +90,9 @@ export class CrcPool {
    * store's reads, and starting workers costs more than they save (6 s of a
    * 15 s pass over 256 MiB, emulated).
    */
-  static startFor(bytes: number): Promise<CrcPool | null> {
-    return bytes < POOL_MIN_BYTES || crc32cImplementation === "native"
-      ? Promise.resolve(null)
-      : CrcPool.start();
+  static async startFor(bytes: number): Promise<CrcPool | null> {
+    if (bytes < POOL_MIN_BYTES || await useFastCrc32c() === "native") return null;
+    return await CrcPool.start();
   }
 
   /** Number of workers. */

@@ -8,7 +8,7 @@
 
 /// <reference lib="deno.worker" />
 
-import { crc32c } from "./crc32c.ts";
+import { crc32c, useFastCrc32c } from "./crc32c.ts";
 
 /** A job: `lengths[i]` bytes of `buffer` after the previous record's. */
 export interface CrcJob {
@@ -37,4 +37,5 @@ self.onmessage = (e: MessageEvent<CrcJob>) => {
   self.postMessage(answer, [buffer, crcs.buffer]);
 };
 
+await useFastCrc32c();
 self.postMessage("ready");

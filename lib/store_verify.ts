@@ -16,7 +16,7 @@
  * @module
  */
 
-import { crc32c } from "./crc32c.ts";
+import { crc32c, useFastCrc32c } from "./crc32c.ts";
 import type { CrcPool } from "./crc_pool.ts";
 import type { CrcAnswer } from "./crc_worker.ts";
 import type { Problem } from "./errors.ts";
@@ -62,6 +62,7 @@ export async function verifySessionData(
   const total = session.dataBytes;
   const problems: Problem[] = [];
   if (t.count === 0) return problems;
+  await useFastCrc32c();
   const maxProblems = options.maxProblems ?? 20;
   const path = `${session.dir}/${FILES.data}`;
   let file: Deno.FsFile;

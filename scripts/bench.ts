@@ -1,5 +1,5 @@
 /**
- * `deno task bench [--kernel 6.1|6.12] [--quick]`: copy-on-write overhead of
+ * `deno task bench [--kernel 6.1|6.12|6.12-rt|newest] [--quick]`: copy-on-write overhead of
  * bdsnap against the raw device, dm-snapshot (persistent) and a dm-thin
  * snapshot, at equal guarantees, side by side in one VM boot, with each
  * disk's I/O counters (docs/PERFORMANCE.md).
@@ -31,9 +31,9 @@ import {
 } from "./bench/report.ts";
 import { type HostRestore, hostRestore } from "./bench/host_restore.ts";
 
-const USAGE = `usage: deno task bench [--kernel 6.1|6.12] [--quick] [options]
+const USAGE = `usage: deno task bench [--kernel 6.1|6.12|6.12-rt|newest] [--quick] [options]
 
-  --kernel SERIES    Debian kernel to boot: 6.1 or 6.12 (default 6.12)
+  --kernel SERIES    Debian kernel to boot: 6.1, 6.12, 6.12-rt or newest (default 6.12)
   --quick            small files, a few seconds per configuration (proves the benchmark runs)
   --configs LIST     subset of ${CONFIGS.join(",")} (default: all)
   --out DIR          where results go (default bench/results)

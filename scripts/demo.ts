@@ -1,5 +1,5 @@
 /**
- * `deno task demo [--kernel 6.1|6.12]`: boot Debian's kernel under QEMU and
+ * `deno task demo [--kernel 6.1|6.12|6.12-rt|newest]`: boot Debian's kernel under QEMU and
  * walk through activate, mount, write, unmount, restore, identical hash.
  * @module
  */

@@ -40,7 +40,8 @@ export const SCENARIOS: Scenario[] = [
 
 const USAGE = `usage: deno task test:reliability [options]
 
-  --kernel SERIES     6.1, 6.12 or debug (time limits x6); repeatable (default: 6.1 and 6.12)
+  --kernel SERIES     6.1, 6.12, 6.12-rt, newest or debug (time limits x6); repeatable
+                      (default: the four series of the matrix)
   --only NAMES        comma-separated subset of: ${SCENARIOS.map((s) => s.name).join(", ")}
   --runs N            rounds of every variant of store_faults, hung_store and origin_vanishes (default 1)
   --cuts N            power cuts per kernel (default 20; N cuts take N+1 boots)

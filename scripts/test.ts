@@ -5,16 +5,16 @@
  * Ends with a time table and "N passed, N failed, N skipped", and exits
  * non-zero on any failure.
  *
- *   deno task test [--kernel 6.1|6.12|debug]… [--tier core|full] [--full-on SERIES]
- *                  [--only SUBSTRING[,…]] [--jobs N] [--skip-unit] [--skip-vm]
+ *   deno task test [--kernel 6.1|6.12|6.12-rt|newest|debug]… [--tier core|full]
+ *                  [--full-on SERIES] [--only SUBSTRING[,…]] [--jobs N]
+ *                  [--skip-unit] [--skip-vm]
  *
- * Tiers, so that the suite fits CI's time on every kernel: each kernel runs
- * the core tier (the files' essential tests), and one kernel per run, the
- * full tier (everything). Which one rotates by UTC day, so every kernel gets
- * the full tier in turn; `--full-on` picks it, `--tier full` (test:full) runs
- * everything everywhere. A test file's `tier=full` directive keeps the whole
- * file to the full tier; inside a file, `fullTierOnly` (tests/vm/_helpers.ts)
- * marks single tests.
+ * Tiers, so that the suite fits CI's time on every kernel of the matrix:
+ * `deno task test` runs the core tier (the files' essential tests) on each
+ * of the four series; `--full-on SERIES` adds the full tier on one of them,
+ * and `--tier full` (test:full) runs everything everywhere. A test file's
+ * `tier=full` directive keeps the whole file to the full tier; inside a
+ * file, `fullTierOnly` (tests/vm/_helpers.ts) marks single tests.
  *
  * The debug kernel (KASAN, lockdep, kmemleak…) is never a default; under
  * TCG it runs several times slower, so its VM timeouts are multiplied.
@@ -193,12 +193,6 @@ async function typeCheckVmTests(only?: string): Promise<void> {
   }
 }
 
-/** The kernel that runs the full tier today: rotates through the matrix by UTC day. */
-export function fullTierKernel(series: string[], now = new Date()): string {
-  const day = Math.floor(now.getTime() / 86_400_000);
-  return series[day % series.length];
-}
-
 /** One unit of work for the VM pool, with the seconds it is expected to take. */
 interface Job {
   name: string;
@@ -223,8 +217,8 @@ async function main(): Promise<number> {
   if (values.tier !== undefined && values.tier !== "core" && values.tier !== "full") {
     throw new Error(`--tier ${values.tier}: use core or full`);
   }
-  const fullOn = values["full-on"] ?? fullTierKernel(series);
-  if (!series.includes(fullOn as typeof series[number])) {
+  const fullOn = values["full-on"];
+  if (fullOn !== undefined && !series.includes(fullOn as typeof series[number])) {
     throw new Error(
       `--full-on ${fullOn}: not among the kernels of this run (${series.join(", ")})`,
     );

@@ -7,7 +7,7 @@
  * @module
  */
 import process from "node:process";
-import cliProgress from "cli-progress";
+import type CliProgress from "cli-progress";
 import { formatBytes } from "./units.ts";
 
 /** One step of progress, in bytes. */
@@ -50,10 +50,13 @@ export function progressWanted(quiet = false): boolean {
 /**
  * A progress bar with phase, percentage, bytes, throughput and ETA, or a
  * silent one when `enabled` is false (default: {@linkcode progressWanted}).
+ * The library is loaded only for a bar: scripts and cron never draw one, and
+ * loading it is a noticeable part of the CLI's start-up.
  */
-export function progressBar(enabled: boolean = progressWanted()): Progress {
+export async function progressBar(enabled: boolean = progressWanted()): Promise<Progress> {
   if (!enabled) return silentProgress;
-  let bar: cliProgress.SingleBar | null = null;
+  const cliProgress: typeof CliProgress = (await import("cli-progress")).default;
+  let bar: CliProgress.SingleBar | null = null;
   let phase = "";
   let started = 0;
   const payload = (step: ProgressStep) => {

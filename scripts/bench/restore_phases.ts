@@ -2,7 +2,7 @@
  * The restorer's phases, timed one by one against the raw write of the same
  * bytes (docs/PERFORMANCE.md, "Restore, measured by phase"). Runs in the VM:
  *
- *   deno task bench:restore [--kernel 6.1|6.12]
+ *   deno task bench:restore [--kernel 6.1|6.12|6.12-rt|newest]
  *
  * which boots the guest (no module needed) and runs this file again there,
  * with a test disk as the target.
@@ -19,7 +19,7 @@
 import { parseArgs } from "node:util";
 import { writePlan } from "../../lib/apply.ts";
 import { CrcPool } from "../../lib/crc_pool.ts";
-import { crc32c, crc32cImplementation, crc32cPortable } from "../../lib/crc32c.ts";
+import { crc32c, crc32cPortable, useFastCrc32c } from "../../lib/crc32c.ts";
 import { planRestore } from "../../lib/plan.ts";
 import { readSession, verifySessionData } from "../../lib/store.ts";
 import { writeSession } from "../../tests/_store_writer.ts";
@@ -102,11 +102,12 @@ async function main(): Promise<number> {
       for (let i = 0; i < mib; i++) f(record);
       return mib / ((performance.now() - t) / 1000);
     };
-    const crcMiBs = { [crc32cImplementation]: crcRate(crc32c), portable: crcRate(crc32cPortable) };
+    const crcImplementation = await useFastCrc32c();
+    const crcMiBs = { [crcImplementation]: crcRate(crc32c), portable: crcRate(crc32cPortable) };
     console.log(
       `CRC-32C in memory, MiB/s: ${
         Object.entries(crcMiBs).map(([k, v]) => `${k} ${v.toFixed(0)}`).join(", ")
-      } (restorer uses ${crc32cImplementation})`,
+      } (restorer uses ${crcImplementation})`,
     );
     const rounds = [];
     for (let r = 0; r < Number(values.rounds); r++) {
@@ -143,7 +144,7 @@ async function main(): Promise<number> {
       JSON.stringify({
         mib,
         cpus: navigator.hardwareConcurrency,
-        crc: crc32cImplementation,
+        crc: crcImplementation,
         crcMiBs,
         rounds,
       }),

@@ -4,8 +4,9 @@
  * cache: its own sources, lists and package cache, the host's keyring and
  * dpkg status. Nothing is added to the host's own sources.
  *
- * A look-up runs apt-cache with `APT_CONFIG` pointing there; the lists are
- * refreshed when older than a day, at most once per run.
+ * A look-up runs apt-cache with `APT_CONFIG` pointing there. The lists are
+ * refreshed once per run (a few seconds, by pdiffs), so a kernel published
+ * today is tested today; offline, the older lists are used with a warning.
  * @module
  */
 import { AptError, listsAge, updateFailures } from "./apt.ts";
@@ -26,7 +27,6 @@ Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 `;
 
-const MAX_AGE_MS = 24 * 3600 * 1000;
 const UPDATED_ENV = "BDSNAP_PRIVATE_APT_UPDATED";
 
 function stateDir(): string {
@@ -60,14 +60,10 @@ async function configure(): Promise<string> {
   return conf;
 }
 
-/**
- * The private state's environment for apt-get and apt-cache, with lists no
- * older than a day (or `refresh`: updated now, once per run).
- */
-export async function privateAptEnv(refresh = false): Promise<Record<string, string>> {
+/** The private state's environment for apt-get and apt-cache, its lists updated once per run. */
+export async function privateAptEnv(): Promise<Record<string, string>> {
   const env = { APT_CONFIG: await configure(), DEBIAN_FRONTEND: "noninteractive" };
-  const stale = refresh || (await listsAge(`${stateDir()}/lists`)) > MAX_AGE_MS;
-  if (stale && Deno.env.get(UPDATED_ENV) !== "1") {
+  if (Deno.env.get(UPDATED_ENV) !== "1") {
     log("apt-get update (trixie, trixie-backports, sid: private apt state)");
     const r = await run("apt-get", ["update"], { env });
     Deno.env.set(UPDATED_ENV, "1");

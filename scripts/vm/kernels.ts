@@ -15,14 +15,13 @@ import { privateAptEnv } from "./debian_releases.ts";
 import { log, run, runChecked } from "./_process.ts";
 import { cacheDir, downloadCacheDir } from "./paths.ts";
 
-/** The Debian kernel series we test on by default. */
-export const SERIES = ["6.1", "6.12"] as const;
 /**
- * Series not in the default matrix yet. Their modules are built in a chroot
- * of the kernel's own release (build_chroot.ts).
+ * The Debian kernel series of the matrix, every one a default of `deno task
+ * test`. 6.12-rt and newest (and 6.12 when Debian 13's is the newer) are
+ * built in a chroot of the kernel's own release (build_chroot.ts).
  */
-export const EXTRA_SERIES = ["6.12-rt", "newest"] as const;
-type DebianSeries = typeof SERIES[number] | typeof EXTRA_SERIES[number];
+export const SERIES = ["6.1", "6.12", "6.12-rt", "newest"] as const;
+type DebianSeries = typeof SERIES[number];
 /**
  * A kernel `--kernel` accepts: a Debian series, or "debug", our own build of
  * Debian's kernel source with KASAN, lockdep and friends (debug_kernel.ts).
@@ -57,27 +56,43 @@ export interface Kernel {
 }
 
 /**
- * Package-name pattern of the image per series (the ABI name is group 1),
- * and whether it comes from the private apt state of newer releases.
- * `newest` is the highest 7.x or later of trixie-backports and sid, found
- * afresh at each provisioning.
+ * Where each series' images come from: package-name patterns (the ABI name
+ * is group 1), each from the host's apt or the private apt state of newer
+ * releases (`next`). A series with two sources takes the higher release:
+ * 6.12 is Debian 12's security suite or Debian 13, whichever is newer.
+ * `newest` is the highest 7.x or later of trixie-backports and sid.
  */
-const IMAGE: Record<DebianSeries, { pattern: RegExp; next: boolean }> = {
-  "6.1": { pattern: /^linux-image-(6\.1\.0-\d+-amd64)-unsigned$/, next: false },
-  "6.12": { pattern: /^linux-image-(6\.12\.\d+\+deb12-amd64)-unsigned$/, next: false },
-  "6.12-rt": {
+interface ImageSource {
+  pattern: RegExp;
+  next: boolean;
+}
+const IMAGE: Record<DebianSeries, ImageSource[]> = {
+  "6.1": [{ pattern: /^linux-image-(6\.1\.0-\d+-amd64)-unsigned$/, next: false }],
+  "6.12": [
+    { pattern: /^linux-image-(6\.12\.\d+\+deb12-amd64)-unsigned$/, next: false },
+    { pattern: /^linux-image-(6\.12\.\d+\+deb13(?:\.\d+)?-amd64)-unsigned$/, next: true },
+  ],
+  "6.12-rt": [{
     pattern: /^linux-image-(6\.12\.\d+\+deb13(?:\.\d+)?-rt-amd64)-unsigned$/,
     next: true,
-  },
-  "newest": {
+  }],
+  "newest": [{
     pattern: /^linux-image-((?:[7-9]|\d\d)\.\d+\.\d+\+deb\d+(?:\.\d+)?-amd64)(?:-unsigned)?$/,
     next: true,
-  },
+  }],
 };
 
-/** Parse `--kernel` values: a series of SERIES or EXTRA_SERIES, or "debug". */
+/**
+ * Series resolved afresh on every run (not from the cached choice): those
+ * fed by the newer releases, where a new kernel appears without notice.
+ */
+function resolvesAfresh(series: DebianSeries): boolean {
+  return IMAGE[series].some((src) => src.next);
+}
+
+/** Parse `--kernel` values: a series of SERIES, or "debug". */
 export function parseSeries(value: string): Series {
-  const known: readonly string[] = [...SERIES, ...EXTRA_SERIES, "debug"];
+  const known: readonly string[] = [...SERIES, "debug"];
   if (known.includes(value)) return value as Series;
   throw new Error(`unknown kernel series '${value}': use one of ${known.join(", ")}`);
 }
@@ -89,7 +104,7 @@ function kernelJson(series: Series): string {
 /** Return the cached kernel of a series, provisioning (or building) it on first use. */
 export async function provisionKernel(series: Series, refresh = false): Promise<Kernel> {
   if (series === "debug") return await provisionDebugKernel(refresh);
-  if (!refresh) {
+  if (!refresh && !resolvesAfresh(series)) {
     try {
       const k = JSON.parse(await Deno.readTextFile(kernelJson(series))) as Kernel;
       await Deno.stat(k.vmlinuz);
@@ -98,8 +113,13 @@ export async function provisionKernel(series: Series, refresh = false): Promise<
       // not cached yet
     }
   }
-  const apt = await aptSource(series, refresh);
-  const { release, image } = await newestRelease(series, apt);
+  let best: { release: string; image: string; apt: AptSource } | null = null;
+  for (const src of IMAGE[series]) {
+    const apt = await aptSource(src);
+    const found = await newestRelease(series, src, apt);
+    if (!best || compareVersions(found.release, best.release) > 0) best = { ...found, apt };
+  }
+  const { release, image, apt } = best!;
   const packageVersion = await candidateVersion(image, apt);
   const k = await unpackedKernel(series, release, image, packageVersion, apt);
   await Deno.mkdir(`${cacheDir()}/kernels`, { recursive: true });
@@ -114,9 +134,9 @@ interface AptSource {
   host: boolean;
 }
 
-async function aptSource(series: DebianSeries, refresh: boolean): Promise<AptSource> {
-  if (!IMAGE[series].next) return { env: {}, host: true };
-  return { env: await privateAptEnv(refresh), host: false };
+async function aptSource(src: ImageSource): Promise<AptSource> {
+  if (!src.next) return { env: {}, host: true };
+  return { env: await privateAptEnv(), host: false };
 }
 
 /**
@@ -219,13 +239,13 @@ async function candidateVersion(pkg: string, apt: AptSource): Promise<string> {
  * available, and its image package (the unsigned one where there is one).
  * Stale host lists still list old 6.1 images but lack bookworm-security's
  * 6.12: aptLookup refreshes lists older than a day, and again when nothing
- * is found. The private lists of newer releases are refreshed daily.
+ * is found. The private lists of newer releases are refreshed at each run.
  */
 async function newestRelease(
   series: DebianSeries,
+  { pattern }: ImageSource,
   apt: AptSource,
 ): Promise<{ release: string; image: string }> {
-  const { pattern } = IMAGE[series];
   const find = async () => {
     const names = await searchNames("^linux-image-[0-9]", apt);
     const releases = [...new Set(names.map((n) => pattern.exec(n)?.[1]))]

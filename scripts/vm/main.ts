@@ -15,10 +15,11 @@ import { parseSize, runVm } from "./qemu.ts";
 const USAGE = `usage: deno task vm --kernel 6.1|6.12|6.12-rt|newest|debug [options] -- <command…>
 
 options:
-  --kernel SERIES     Debian kernel series to boot: 6.1 or 6.12 (default 6.12),
-                      6.12-rt (Debian 13's PREEMPT_RT), newest (the highest 7.x of
-                      trixie-backports and sid; kmod/ does not build for it yet: --no-build),
-                      or debug: Debian's 6.12 source built with KASAN, lockdep…
+  --kernel SERIES     Debian kernel series to boot: 6.1 (Debian 12), 6.12 (the newer of
+                      Debian 12's security suite and Debian 13; the default), 6.12-rt
+                      (Debian 13's PREEMPT_RT), newest (the highest 7.x or later of
+                      trixie-backports and sid, looked up afresh on every run), or debug:
+                      Debian's 6.12 source built with KASAN, lockdep…
   --disks N           test disks, /dev/vd* listed in $BDSNAP_TEST_DISKS (default 2)
   --disk-size S       size of each test disk, e.g. 512M, 2G (default 1G)
   --store-size S      size of the /snapshot store disk (default 2G; 0 = none)

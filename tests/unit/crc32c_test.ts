@@ -1,11 +1,14 @@
 import assert from "node:assert/strict";
-import { crc32c, crc32cImplementation, crc32cPortable } from "../../lib/crc32c.ts";
+import { crc32c, crc32cImplementation, crc32cPortable, useFastCrc32c } from "../../lib/crc32c.ts";
 
-Deno.test("crc32c: the native addon is in use on x86-64 Linux", () => {
+Deno.test("crc32c: portable until asked, then the native addon on x86-64 Linux", async () => {
+  assert.equal(crc32cImplementation(), "portable", "the addon is loaded only when asked for");
+  const before = crc32c(new TextEncoder().encode("123456789"));
   // The restore rate depends on it; a silent fall-back would only show in the benchmark.
-  if (Deno.build.os === "linux" && Deno.build.arch === "x86_64") {
-    assert.equal(crc32cImplementation, "native");
-  }
+  const used = await useFastCrc32c();
+  assert.equal(crc32cImplementation(), used);
+  if (Deno.build.os === "linux" && Deno.build.arch === "x86_64") assert.equal(used, "native");
+  assert.equal(crc32c(new TextEncoder().encode("123456789")), before);
 });
 
 Deno.test("crc32c: native and portable agree on every length, offset and split", () => {

@@ -4,7 +4,7 @@ import { scanKernelLog } from "../../scripts/vm/dmesg_gate.ts";
 import { compareVersions, parseSeries } from "../../scripts/vm/kernels.ts";
 import { parseSize } from "../../scripts/vm/qemu.ts";
 import { parseProfile } from "../../scripts/vm/qemu.ts";
-import { fullTierKernel, parseDenoTestSummary } from "../../scripts/test.ts";
+import { parseDenoTestSummary } from "../../scripts/test.ts";
 import { timeTable } from "../../scripts/test_times.ts";
 import { listsAge, updateFailures } from "../../scripts/vm/apt.ts";
 import { stepKind } from "../../tests/vm/_helpers.ts";
@@ -56,18 +56,6 @@ Deno.test("sizes, series and versions parse as an admin writes them", () => {
   assert.throws(() => parseSeries("5.10"), /unknown kernel series/);
   assert.ok(compareVersions("6.1.0-56-amd64", "6.1.0-9-amd64") > 0);
   assert.ok(compareVersions("6.12.117+deb12-amd64", "6.12.99+deb12-amd64") > 0);
-});
-
-Deno.test("the full tier rotates through the kernels by UTC day", () => {
-  const day = (n: number) => new Date(n * 86_400_000 + 3600_000);
-  const kernels = ["6.1", "6.12"];
-  assert.deepEqual([0, 1, 2, 3].map((n) => fullTierKernel(kernels, day(n))), [
-    "6.1",
-    "6.12",
-    "6.1",
-    "6.12",
-  ]);
-  assert.equal(fullTierKernel(["6.12"], day(7)), "6.12");
 });
 
 Deno.test("guest steps are profiled by kind, and the time table adds them up", () => {

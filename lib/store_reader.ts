@@ -437,10 +437,15 @@ export function sortedOrder(t: RecordTable): Uint32Array {
   return order;
 }
 
-/** Mount time used to order sessions: meta.json's, else the directory name's. */
+/**
+ * Mount time used to order sessions: the directory name's, else meta.json's.
+ * The name comes first because the module chose it and a damaged meta.json
+ * cannot move it: a session whose meta.json claims another time is damaged
+ * (the reader says so), and must still be seen where it lies in its chain.
+ */
 export function sessionTimeNs(s: Session): number {
-  if (s.meta !== null) return s.meta.mountTimeNs;
   if (s.idParts !== null) return s.idParts.timeUs * 1000;
+  if (s.meta !== null) return s.meta.mountTimeNs;
   return 0;
 }
 

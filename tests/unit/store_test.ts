@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { RestoreError } from "../../lib/errors.ts";
 import { encodeMapRecord, encodeMeta, parseMeta } from "../../lib/format.ts";
+import { planRestore } from "../../lib/plan.ts";
 import { listSessions, readSession, verifySessionData } from "../../lib/store.ts";
 import {
   flipBit,
@@ -207,5 +208,21 @@ Deno.test("store: a session file that cannot be read damages only that session",
   const s = await listSessions(root, { liveSessions: new Set() });
   assert.deepEqual(s.map((x) => x.state), ["closed", "damaged", "damaged"]);
   assert.match(s[2].problems[0].message, /not a regular file/);
+  await Deno.remove(root, { recursive: true });
+});
+
+Deno.test("store: a meta.json with a wrong mount time cannot move its session out of the chain", async () => {
+  const { root, ids } = await store();
+  // The fuzzer's case: mount_time_ns of the last session swapped for 0.
+  const path = `${root}/${ids[2]}/meta.json`;
+  const meta = parseMeta(await Deno.readTextFile(path));
+  await Deno.writeTextFile(path, encodeMeta({ ...meta, mountTimeNs: 0 }));
+  const sessions = await listSessions(root, { liveSessions: new Set() });
+  assert.deepEqual(sessions.map((s) => s.id), ids, "ordered by the directory names");
+  assert.equal(sessions[2].state, "damaged");
+  assert.throws(
+    () => planRestore(sessions, ids[0]),
+    (e) => e instanceof RestoreError && e.code === "damaged" && e.message.includes(ids[2]),
+  );
   await Deno.remove(root, { recursive: true });
 });

@@ -39,6 +39,7 @@ import {
   decodeStatus,
   decodeVersion,
   type DeviceInfo,
+  encodeIdentity,
   encodeList,
   encodePasswdChange,
   encodeTarget,
@@ -157,6 +158,23 @@ export function activate(path: string, password: string, via: Via = "syscall"): 
 /** Deactivate snapshotting for a path activated before. */
 export function deactivate(path: string, password: string, via: Via = "syscall"): void {
   target("deactivate", path, password, via);
+}
+
+/**
+ * BDSNAP_IOC_SET_IDENTITY: record the stable identity of a device activated
+ * as `path`, for the meta.json of its sessions from now on (once per
+ * activation; another value is EBUSY).
+ */
+export function setIdentity(path: string, password: string, identity: string): void {
+  const p = cstring(path);
+  const w = cstring(password);
+  const id = cstring(identity);
+  try {
+    const arg = encodeIdentity(addressOf(p), addressOf(w), addressOf(id));
+    withControl((fd) => ioctl("set identity", fd, IOCTL.SET_IDENTITY, arg));
+  } finally {
+    w.fill(0);
+  }
 }
 
 /** BDSNAP_IOC_VERSION. */

@@ -27,6 +27,8 @@ export const NAME_LEN = 1024;
 export const SESSION_ID_LEN = 256;
 /** BDSNAP_STORE_ROOT_LEN: size of the store root field. */
 export const STORE_ROOT_LEN = 256;
+/** BDSNAP_IDENTITY_LEN: size of a device's stable identity, including the terminating NUL. */
+export const IDENTITY_LEN = 512;
 /** BDSNAP_VERSION_F_PASSWORD_SET. */
 export const VERSION_F_PASSWORD_SET = 1 << 0;
 /** BDSNAP_DEV_F_DEACTIVATING. */
@@ -93,6 +95,7 @@ export const STRUCTS = {
   },
   bdsnap_list: { size: 16, fields: { devices: 0, capacity: 8, count: 12 } },
   bdsnap_passwd_change: { size: 16, fields: { old_passwd: 0, new_hash: 8 } },
+  bdsnap_identity: { size: 24, fields: { path: 0, passwd: 8, identity: 16 } },
 } as const;
 
 /** _IOC direction bits (asm-generic/ioctl.h). */
@@ -117,6 +120,7 @@ export const IOCTL = {
   STATUS: ioc(IOC_READ, IOC_MAGIC, 4, STRUCTS.bdsnap_status.size),
   LIST: ioc(IOC_READ | IOC_WRITE, IOC_MAGIC, 5, STRUCTS.bdsnap_list.size),
   SET_PASSWORD: ioc(IOC_WRITE, IOC_MAGIC, 6, STRUCTS.bdsnap_passwd_change.size),
+  SET_IDENTITY: ioc(IOC_WRITE, IOC_MAGIC, 7, STRUCTS.bdsnap_identity.size),
 } as const;
 
 /** struct bdsnap_version, decoded. */
@@ -195,6 +199,21 @@ export function encodePasswdChange(oldPasswd: bigint, newHash: bigint): Uint8Arr
   const v = view(buf);
   v.setBigUint64(s.fields.old_passwd, oldPasswd, true);
   v.setBigUint64(s.fields.new_hash, newHash, true);
+  return buf;
+}
+
+/** Encode struct bdsnap_identity from three user addresses. */
+export function encodeIdentity(
+  path: bigint,
+  passwd: bigint,
+  identity: bigint,
+): Uint8Array<ArrayBuffer> {
+  const s = STRUCTS.bdsnap_identity;
+  const buf = new Uint8Array(new ArrayBuffer(s.size));
+  const v = view(buf);
+  v.setBigUint64(s.fields.path, path, true);
+  v.setBigUint64(s.fields.passwd, passwd, true);
+  v.setBigUint64(s.fields.identity, identity, true);
   return buf;
 }
 

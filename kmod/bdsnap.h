@@ -61,6 +61,9 @@ void bdsnap_core_exit(void);
  */
 int bdsnap_registry_activate(const char *path);
 int bdsnap_registry_deactivate(const char *path);
+/* Record an activated device's stable identity: -ENOENT, -EALREADY (not
+ * activated), -EBUSY (another identity already set). */
+int bdsnap_registry_set_identity(const char *path, const char *identity);
 /* Fill up to cap entries (kernel buffer); *total gets the number activated. */
 int bdsnap_registry_list(struct bdsnap_device_info *out, u32 cap, u32 *total);
 void bdsnap_core_status(struct bdsnap_status *st);

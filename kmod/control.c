@@ -136,6 +136,57 @@ static long bdsnap_ioc_target(void __user *argp, bool activate)
 				 u64_to_user_ptr(t.passwd), activate);
 }
 
+/* Printable ASCII only: it goes into meta.json and the kernel log as is. */
+static bool bdsnap_identity_ok(const char *id)
+{
+	for (; *id; id++)
+		if (*id < 0x20 || *id > 0x7e)
+			return false;
+	return true;
+}
+
+static long bdsnap_ioc_set_identity(void __user *argp)
+{
+	struct bdsnap_identity t;
+	char *path, *pw, *id;
+	long ret;
+
+	if (copy_from_user(&t, argp, sizeof(t)))
+		return -EFAULT;
+	path = __getname();
+	if (!path)
+		return -ENOMEM;
+	id = kmalloc(BDSNAP_IDENTITY_LEN, GFP_KERNEL);
+	ret = -ENOMEM;
+	if (!id)
+		goto out_path;
+	ret = bdsnap_copy_ustr(path, u64_to_user_ptr(t.path), PATH_MAX,
+			       -ENAMETOOLONG);
+	if (ret == 0)
+		ret = -ENOENT;
+	if (ret < 0)
+		goto out_id;
+	pw = bdsnap_get_passwd(u64_to_user_ptr(t.passwd), &ret);
+	if (!pw)
+		goto out_id;
+	ret = bdsnap_auth_check(pw);
+	bdsnap_put_passwd(pw);
+	if (ret)
+		goto out_id;
+	ret = bdsnap_copy_ustr(id, u64_to_user_ptr(t.identity),
+			       BDSNAP_IDENTITY_LEN, -EINVAL);
+	if (ret == 0 || (ret > 0 && !bdsnap_identity_ok(id)))
+		ret = -EINVAL;
+	if (ret < 0)
+		goto out_id;
+	ret = bdsnap_registry_set_identity(path, id);
+out_id:
+	kfree(id);
+out_path:
+	__putname(path);
+	return ret;
+}
+
 static long bdsnap_ioc_version(void __user *argp)
 {
 	struct bdsnap_version v;
@@ -258,6 +309,8 @@ static long bdsnap_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		return bdsnap_ioc_list(argp);
 	case BDSNAP_IOC_SET_PASSWORD:
 		return bdsnap_ioc_set_password(argp);
+	case BDSNAP_IOC_SET_IDENTITY:
+		return bdsnap_ioc_set_identity(argp);
 	default:
 		return -ENOTTY;
 	}

@@ -119,6 +119,10 @@ struct bdsnap_dev {
 	/* reg_mutex: the last finished session, kept for deactivation to record
 	 * the writes after it in its meta.json; holds a device reference. */
 	struct bdsnap_session *last;
+	/* Set once (SET_IDENTITY), then read without a lock: identity_set
+	 * is stored with release after identity is complete. */
+	bool identity_set;
+	char identity[BDSNAP_IDENTITY_LEN];
 	char name[];			/* path given at activation */
 };
 
@@ -170,6 +174,7 @@ struct bdsnap_session {
 	u64 deactivated_ns;
 	char fs_type[32];
 	char id[BDSNAP_SESSION_ID_LEN];
+	char identity[BDSNAP_IDENTITY_LEN];	/* the device's, at open; or "" */
 
 	spinlock_t lock;
 	u32 state;			/* BDSNAP_SESSION_OPEN or _FAILED */

@@ -102,6 +102,8 @@ int bdsnap_meta_render(struct bdsnap_session *s, char *buf, size_t size)
 	json_str(&j, s->id);
 	json_raw(&j, ",\"device\":");
 	json_str(&j, s->dev->name);
+	json_raw(&j, ",\"identity\":");
+	json_str(&j, s->identity);
 	json_raw(&j, ",\"kind\":\"%s\",\"dev\":\"%u:%u\"",
 		 s->kind == BDSNAP_KIND_FILE ? "file" : "block",
 		 MAJOR(s->devt), MINOR(s->devt));

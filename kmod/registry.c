@@ -452,6 +452,36 @@ int bdsnap_registry_deactivate(const char *path)
 	return 0;
 }
 
+/*
+ * The identity is written once and then only read, without a lock, by
+ * session open: a second call may only repeat it.
+ */
+int bdsnap_registry_set_identity(const char *path, const char *identity)
+{
+	struct bdsnap_file_id file = { 0 };
+	struct bdsnap_dev *dev;
+	dev_t devt = 0;
+	u32 kind = 0;
+	int ret;
+
+	ret = bdsnap_resolve(path, &kind, &devt, &file);
+	if (ret)
+		return ret;
+	mutex_lock(&bdsnap_reg_mutex);
+	dev = bdsnap_dev_find(kind, devt, &file, NULL);
+	if (!dev || dev->deactivating) {
+		ret = -EALREADY;
+	} else if (dev->identity_set) {
+		ret = strcmp(dev->identity, identity) ? -EBUSY : 0;
+	} else {
+		strscpy(dev->identity, identity, sizeof(dev->identity));
+		smp_store_release(&dev->identity_set, true);
+		pr_info("%s: identity %s\n", dev->name, dev->identity);
+	}
+	mutex_unlock(&bdsnap_reg_mutex);
+	return ret;
+}
+
 static void bdsnap_fill_info(struct bdsnap_device_info *info,
 			     struct bdsnap_dev *dev)
 {

@@ -139,6 +139,8 @@ static struct bdsnap_session *bdsnap_session_create(struct bdsnap_dev *dev,
 	s->seq = seq;
 	s->unmounted_before = unmounted;
 	strscpy(s->fs_type, fc->fs_type->name, sizeof(s->fs_type));
+	if (smp_load_acquire(&dev->identity_set))
+		strscpy(s->identity, dev->identity, sizeof(s->identity));
 	s->dev = dev;
 	s->state = BDSNAP_SESSION_OPEN;
 	spin_lock_init(&s->lock);

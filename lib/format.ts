@@ -359,6 +359,13 @@ export interface SessionMeta {
   id: string;
   /** The path given at activation (block device or image file). */
   device: string;
+  /**
+   * The device's stable identity (docs/FORMAT.md, "Device identity"):
+   * `wwn:…`, `serial:…`, `partuuid:…`, `dm-uuid:…`, `md-uuid:…` or
+   * `file:<dev>:<ino>:<path>`; "" when none was recorded (an older module,
+   * or a session that opened before `bdsnap activate` set it).
+   */
+  identity: string;
   /** What `device` is. */
   kind: DeviceKind;
   /** `major:minor` of the block device that was mounted. */
@@ -440,6 +447,7 @@ const META_FIELDS: ReadonlyArray<readonly [keyof SessionMeta, string, FieldType]
 const OPTIONAL_META_FIELDS: ReadonlyArray<readonly [keyof SessionMeta, string, FieldType]> = [
   ["unmountedWritesAfter", "unmounted_writes_after", "count"],
   ["deactivatedNs", "deactivated_ns", "time"],
+  ["identity", "identity", "string"],
 ];
 
 /**
@@ -475,7 +483,7 @@ function checkField(json: string, type: FieldType, value: unknown): void {
  * Parse and check meta.json. Unknown extra fields are ignored; every field
  * of format 1 must be present with the right type, except those older
  * modules did not write (`durability`, `unmounted_writes_after`,
- * `deactivated_ns`), which are checked when present.
+ * `deactivated_ns`, `identity`), which are checked when present.
  *
  * @param data The file's bytes (must be UTF-8) or text.
  * @throws {FormatError} naming the field, or with the byte offset of a JSON
@@ -514,7 +522,7 @@ export function parseMeta(data: Uint8Array | string): SessionMeta {
   for (const [key, json, type] of OPTIONAL_META_FIELDS) {
     const value = obj[json];
     if (value !== undefined) checkField(json, type, value);
-    out[key] = value ?? 0;
+    out[key] = value ?? (type === "string" ? "" : 0);
   }
   const meta = out as unknown as SessionMeta;
   if (meta.format !== META_FORMAT) {

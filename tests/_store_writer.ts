@@ -30,6 +30,8 @@ export interface RecordSpec {
 /** One session to write. */
 export interface SessionSpec {
   device: string;
+  /** The device's stable identity (default ""). */
+  identity?: string;
   kind?: "block" | "file";
   dev?: string;
   size: number;
@@ -100,6 +102,7 @@ export async function writeSession(root: string, spec: SessionSpec): Promise<str
     format: 1,
     id,
     device: spec.device,
+    identity: spec.identity ?? "",
     kind: spec.kind ?? "file",
     dev: spec.dev ?? "7:0",
     size: spec.size,

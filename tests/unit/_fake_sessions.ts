@@ -11,6 +11,8 @@ import type { Session, SessionState } from "../../lib/store.ts";
 /** One session to make. */
 export interface FakeSpec {
   device: string;
+  /** The device's stable identity (default ""). */
+  identity?: string;
   seq: number;
   /** Mount time in minutes after a fixed epoch. */
   minute: number;
@@ -58,6 +60,7 @@ export function fakeSession(spec: FakeSpec): Session {
       format: 1,
       id,
       device: spec.device,
+      identity: spec.identity ?? "",
       kind: "file",
       dev: "7:0",
       size: 1 << 20,

@@ -121,6 +121,7 @@ function meta(over: Partial<SessionMeta> = {}): SessionMeta {
     format: 1,
     id: "dev_vdb_20261122T072301.123456Z",
     device: "/dev/vdb",
+    identity: "serial:bdsnap-disk0",
     kind: "block",
     dev: "254:16",
     size: 1 << 30,

@@ -66,6 +66,7 @@ interface UapiMirror {
   NAME_LEN: number;
   SESSION_ID_LEN: number;
   STORE_ROOT_LEN: number;
+  IDENTITY_LEN: number;
   VERSION_F_PASSWORD_SET: number;
   DEV_F_DEACTIVATING: number;
   IOC_MAGIC: number;
@@ -192,6 +193,7 @@ Deno.test({
     assert.equal(uapi.NAME_LEN, c.BDSNAP_NAME_LEN);
     assert.equal(uapi.SESSION_ID_LEN, c.BDSNAP_SESSION_ID_LEN);
     assert.equal(uapi.STORE_ROOT_LEN, c.BDSNAP_STORE_ROOT_LEN);
+    assert.equal(uapi.IDENTITY_LEN, c.BDSNAP_IDENTITY_LEN);
     assert.equal(uapi.VERSION_F_PASSWORD_SET, c.BDSNAP_VERSION_F_PASSWORD_SET);
     assert.equal(uapi.DEV_F_DEACTIVATING, c.BDSNAP_DEV_F_DEACTIVATING);
     assert.equal(uapi.IOC_MAGIC, c.BDSNAP_IOC_MAGIC);
@@ -208,6 +210,7 @@ Deno.test("uapi layout: the header parser finds every struct", async () => {
   const structs = parseStructs(await Deno.readTextFile(HEADER));
   assert.deepEqual([...structs.keys()].sort(), [
     "bdsnap_device_info",
+    "bdsnap_identity",
     "bdsnap_list",
     "bdsnap_map_header",
     "bdsnap_map_record",

@@ -38,6 +38,8 @@
 #define BDSNAP_NAME_LEN		1024
 #define BDSNAP_SESSION_ID_LEN	256
 #define BDSNAP_STORE_ROOT_LEN	256
+/* Size of a device's stable identity, including the terminating NUL. */
+#define BDSNAP_IDENTITY_LEN	512
 
 /* ACTIVATE, DEACTIVATE: the same two arguments as the system calls. */
 struct bdsnap_target {
@@ -121,6 +123,20 @@ struct bdsnap_passwd_change {
 	__u64 new_hash;		/* user pointer: NUL-terminated hash string */
 };
 
+/*
+ * SET_IDENTITY: the stable identity of an activated device, as user space
+ * read it (a disk's WWN or serial, a partition's GPT UUID, an image file's
+ * device, inode and path; docs/FORMAT.md), written into the meta.json of
+ * every session that opens after it. Printable ASCII, 1 to
+ * BDSNAP_IDENTITY_LEN - 1 bytes. Set once per activation: the same value
+ * again succeeds, another one is EBUSY. Checked like ACTIVATE.
+ */
+struct bdsnap_identity {
+	__u64 path;		/* user pointer: the device as activated */
+	__u64 passwd;		/* user pointer: NUL-terminated password */
+	__u64 identity;		/* user pointer: NUL-terminated identity */
+};
+
 #define BDSNAP_IOC_MAGIC	0xB5
 
 #define BDSNAP_IOC_ACTIVATE	_IOW(BDSNAP_IOC_MAGIC, 1, struct bdsnap_target)
@@ -129,6 +145,7 @@ struct bdsnap_passwd_change {
 #define BDSNAP_IOC_STATUS	_IOR(BDSNAP_IOC_MAGIC, 4, struct bdsnap_status)
 #define BDSNAP_IOC_LIST		_IOWR(BDSNAP_IOC_MAGIC, 5, struct bdsnap_list)
 #define BDSNAP_IOC_SET_PASSWORD	_IOW(BDSNAP_IOC_MAGIC, 6, struct bdsnap_passwd_change)
+#define BDSNAP_IOC_SET_IDENTITY	_IOW(BDSNAP_IOC_MAGIC, 7, struct bdsnap_identity)
 
 /*
  * The on-disk store format (blocks.map). docs/FORMAT.md is the prose; these

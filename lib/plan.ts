@@ -32,6 +32,7 @@
 
 import { formatProblem, type Problem, RestoreError, type RestoreErrorCode } from "./errors.ts";
 import { type DeviceKind, storeName } from "./format.ts";
+import { sameIdentity } from "./identity.ts";
 import { compareSessions, failureText, type Session, sortedOrder } from "./store.ts";
 
 /** A run of device bytes whose pre-image comes from one place in one session's blocks.dat. */
@@ -70,6 +71,8 @@ export interface SessionUse {
 export interface Plan {
   /** The device path recorded at activation. */
   device: string;
+  /** The device's stable identity recorded by the target session, or "". */
+  identity: string;
   /** What the device is. */
   kind: DeviceKind;
   /** `major:minor` recorded by the target session. */
@@ -103,6 +106,12 @@ export interface PlanOptions {
   /** The device the caller means; refused if the session belongs to another. */
   device?: string;
   /**
+   * The stable identity of the device the caller means (lib/identity.ts).
+   * When both it and the session's are known, they are compared instead of
+   * `device`: after renumbering, the same disk has another path.
+   */
+  identity?: string;
+  /**
    * Accept open sessions in the chain (for `export` of a mounted device,
    * which re-reads the store after flushing the device). Never for restore.
    */
@@ -134,6 +143,7 @@ export function planRestore(
   const bytes = pieces.reduce((n, p) => n + p.length, 0);
   return {
     device: meta.device,
+    identity: meta.identity,
     kind: meta.kind,
     dev: meta.dev,
     deviceSize: meta.size,
@@ -219,19 +229,52 @@ export function checkChain(
   }
   const meta = k.meta;
   const device = meta.device;
-  if (options.device !== undefined && options.device !== device) {
+  const identity = meta.identity;
+  if (options.identity && identity !== "") {
+    if (!sameIdentity(options.identity, identity)) {
+      throw new RestoreError(
+        "invalid",
+        `session ${k.id} is a session of ${device} (${identity}), not of the device given ` +
+          `(${options.identity})`,
+      );
+    }
+  } else if (options.device !== undefined && options.device !== device) {
     throw new RestoreError(
       "invalid",
       `session ${k.id} is a session of ${device}, not of ${options.device}`,
     );
   }
 
-  // Every session at or after k that belongs to the device by meta.json or by
-  // its directory name: a damaged session of the device may have lost its
-  // meta.json, and it still breaks the chain.
+  // The device's sessions: by identity when k recorded one (the same disk
+  // may have had other paths), else by path. A damaged session may have
+  // lost its meta.json and still breaks the chain: it counts by its
+  // directory name, under any name the device's sessions were recorded as
+  // and, for a chain by identity, under a name no readable session has
+  // (it may be this disk's under a new name).
   const name = storeName(device);
+  const member = (s: Session) =>
+    identity !== "" && s.meta!.identity !== ""
+      ? sameIdentity(s.meta!.identity, identity)
+      : s.meta!.device === device;
+  const names = new Set([name]);
+  const readable = new Set<string>();
+  for (const s of sessions) {
+    if (s.meta === null) continue;
+    readable.add(storeName(s.meta.device));
+    if (identity !== "" && member(s)) names.add(storeName(s.meta.device));
+  }
+  const damagedMember = (dirName: string) =>
+    names.has(dirName) || (identity !== "" && !readable.has(dirName));
+  // Another disk once had this path: a session with another identity is not
+  // a candidate, one with none is (and refused as ambiguous below).
+  const otherDisk = (s: Session) =>
+    identity !== "" && s.meta!.identity !== "" && !sameIdentity(s.meta!.identity, identity);
   const candidates = sessions
-    .filter((s) => s.meta?.device === device || s.idParts?.name === name)
+    .filter((s) =>
+      s.meta === null
+        ? damagedMember(s.idParts?.name ?? "")
+        : member(s) || (s.idParts?.name === name && !otherDisk(s))
+    )
     .filter((s) => s === k || compareSessions(s, k) > 0)
     .sort(compareSessions);
 
@@ -254,7 +297,13 @@ export function checkChain(
         `session ${s.id} is incomplete (${problemText(s)}): its pre-images are missing, so ` +
           `the result is exact only if that mount changed nothing`,
       );
-    } else if (s.meta!.device !== device) {
+    } else if (identity !== "" && s.meta!.identity === "") {
+      refuse(
+        "ambiguous",
+        `session ${s.id} of ${JSON.stringify(s.meta!.device)} has no recorded identity: ` +
+          `cannot tell whether it is of the same device as ${k.id} (${identity})`,
+      );
+    } else if (!member(s)) {
       refuse(
         "ambiguous",
         `session ${s.id} is of ${
@@ -280,7 +329,7 @@ export function checkChain(
       );
     }
   }
-  const chain = candidates.filter((s) => s.meta !== null && s.meta.device === device);
+  const chain = candidates.filter((s) => s.meta !== null && member(s));
 
   // Writes after a session closed that the module counted at deactivation
   // (`unmounted_writes_after`): they reached the device after j's mount (so

@@ -10,6 +10,7 @@
  */
 
 import { RestoreError } from "./errors.ts";
+import { deviceIdentity, devString, sameIdentity } from "./identity.ts";
 import type { Plan } from "./plan.ts";
 import { ioError } from "./store.ts";
 import { close as libcClose, ErrnoError, O_RDONLY, open as libcOpen } from "../ffi/libc.ts";
@@ -31,13 +32,7 @@ export interface TargetInfo {
   dev: string | null;
 }
 
-/** Decode a Linux `dev_t` as `major:minor`. */
-export function devString(rdev: number): string {
-  const d = BigInt(rdev);
-  const major = ((d >> 8n) & 0xfffn) | ((d >> 32n) & ~0xfffn);
-  const minor = (d & 0xffn) | ((d >> 12n) & ~0xffn);
-  return `${major}:${minor}`;
-}
+export { devString };
 
 /**
  * Look at a target: type, size (a block device's by seeking to its end) and

@@ -120,7 +120,7 @@ Deno.test("load errors: Secure Boot, wrong kernel, missing symbols, not root", (
 Deno.test("load: where the module is looked for, and its parameters", () => {
   assert.deepEqual(moduleCandidates("6.12.0", "/x/bdsnap.ko"), ["/x/bdsnap.ko"]);
   const c = moduleCandidates("6.12.0", undefined);
-  assert.equal(c[0], "/lib/modules/6.12.0/extra/bdsnap.ko");
+  assert.equal(c[0], "/lib/modules/6.12.0/updates/dkms/bdsnap.ko");
   assert.ok(c.at(-1)!.endsWith("/.cache/vm/build/6.12.0/bdsnap.ko"), c.at(-1)!);
   assert.deepEqual(checkParams(["nr_activate=335", "inflight_limit_mb=64", "debug"]), [
     "nr_activate=335",

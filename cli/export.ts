@@ -24,6 +24,7 @@ import {
   type RestoreDeps,
   withDefaults,
 } from "./_lib/restore_common.ts";
+import { identityOf } from "./_lib/device_path.ts";
 import { formatBytes, formatNs } from "./_lib/units.ts";
 import { exportImage } from "../lib/export.ts";
 import { planRestore } from "../lib/plan.ts";
@@ -48,8 +49,9 @@ export async function runExport(
   const path = absolutePath(dev);
   const sessions = await readStore(root, d.liveSessions());
   const device = await resolveDevice(dev, sessions);
-  const options = { device, allowOpen: true, acceptGap: o.acceptGap };
-  const id = resolveSessionSpec(sessions, o.session, device);
+  const identity = identityOf(dev);
+  const options = { device, identity, allowOpen: true, acceptGap: o.acceptGap };
+  const id = resolveSessionSpec(sessions, o.session, device, identity);
   const plan = planForCli(sessions, id, options);
   reportWarnings(opts, plan);
   const progress = await progressBar(progressWanted(opts.quiet));

@@ -396,7 +396,8 @@ export function register(program: Command): void {
     });
 }
 
-async function loadWith(
+/** Load `ko` with the stored password hash, `--store` and `params`, and report it. */
+export async function loadWith(
   opts: ReturnType<typeof globals>,
   ko: string,
   release: string,

@@ -17,6 +17,8 @@ import * as load from "./load.ts";
 import * as unload from "./unload.ts";
 import * as activate from "./activate.ts";
 import * as deactivate from "./deactivate.ts";
+import * as start from "./start.ts";
+import * as stop from "./stop.ts";
 import * as status from "./status.ts";
 import * as sessions from "./sessions.ts";
 import * as show from "./show.ts";
@@ -37,6 +39,8 @@ const COMMANDS: ReadonlyArray<{ register(program: Command): void }> = [
   unload,
   activate,
   deactivate,
+  start,
+  stop,
   status,
   sessions,
   show,

@@ -10,13 +10,14 @@
 
 import { type Command, InvalidArgumentError, Option } from "./_lib/commander.ts";
 import { CliError, EXIT_FAILED, EXIT_PERMISSION, EXIT_USAGE } from "./_lib/errors.ts";
-import { type GlobalOptions, globals, storeRoot } from "./_lib/context.ts";
+import { configDir, type GlobalOptions, globals, storeRoot } from "./_lib/context.ts";
 import { absolutePath } from "./_lib/activation.ts";
 import { audited, type AuditRecord } from "./_lib/audit.ts";
 import { printJson, println } from "./_lib/io.ts";
 import { formatBytes, parseDuration, parseSize } from "./_lib/units.ts";
 import { liveSessionIds, readStore, sessionDevice } from "./_lib/store_view.ts";
 import { sessionsOfDevice } from "./_lib/device_path.ts";
+import { configPath, readConfig, type RetentionPolicy as ConfigRetention } from "../lib/config.ts";
 import { planRetention, type RetentionPolicy } from "../lib/retention.ts";
 import type { Session } from "../lib/store.ts";
 
@@ -42,6 +43,42 @@ export const parseOlderThan: (value: string) => number = argParser(parseDuration
 
 /** Parse --max-size. */
 export const parseMaxSize: (value: string) => number = argParser(parseSize);
+
+/**
+ * The retention policy of the configuration file (lib/config.ts), for a
+ * prune given none on its command line; a usage error when it has none.
+ */
+async function configuredPolicy(): Promise<PruneOptions> {
+  const dir = configDir();
+  let r: ConfigRetention | undefined;
+  try {
+    r = (await readConfig(dir)).retention;
+  } catch (e) {
+    throw new CliError(e instanceof Error ? e.message : String(e), EXIT_FAILED);
+  }
+  if (r === undefined || Object.keys(r).length === 0) {
+    throw new CliError(
+      "say what to prune: --keep N, --older-than DURATION or --max-size SIZE, or set " +
+        `"retention" in ${configPath(dir)}`,
+      EXIT_USAGE,
+    );
+  }
+  const where = (key: string) => `${configPath(dir)}: retention.${key}`;
+  const parse = (key: string, f: (v: string) => number, v: string) => {
+    try {
+      return f(v);
+    } catch (e) {
+      throw new CliError(`${where(key)}: ${(e as Error).message}`, EXIT_FAILED);
+    }
+  };
+  return {
+    keep: r.keep,
+    olderThan: r.older_than === undefined
+      ? undefined
+      : parse("older_than", parseDuration, r.older_than),
+    maxSize: r.max_size === undefined ? undefined : parse("max_size", parseSize, r.max_size),
+  };
+}
 
 /** Bytes of the files in a session directory (as far as readable). */
 async function dirBytes(dir: string): Promise<number> {
@@ -132,10 +169,7 @@ export async function runPrune(
   audit: AuditRecord = { command: "prune" },
 ): Promise<void> {
   if (o.keep === undefined && o.olderThan === undefined && o.maxSize === undefined) {
-    throw new CliError(
-      "say what to prune: --keep N, --older-than DURATION or --max-size SIZE",
-      EXIT_USAGE,
-    );
+    o = { ...o, ...await configuredPolicy() };
   }
   const policy: RetentionPolicy = {
     keep: o.keep,

@@ -35,6 +35,7 @@ import {
   type RestoreDeps,
   withDefaults,
 } from "./_lib/restore_common.ts";
+import { identityOf } from "./_lib/device_path.ts";
 import { formatBytes, formatNs } from "./_lib/units.ts";
 import { applyRestore, type RestoreResult } from "../lib/apply.ts";
 import type { Session } from "../lib/store.ts";
@@ -146,12 +147,20 @@ export async function runRestore(
   const root = storeRoot(opts).root;
   const sessions = await readStore(root, d.liveSessions());
   let device = dev === undefined ? undefined : await resolveDevice(dev, sessions);
-  let id = o.session === undefined ? undefined : resolveSessionSpec(sessions, o.session, device);
+  // The device named now, by its stable identity: after renumbering its
+  // chain was recorded under another path.
+  const identity = dev === undefined ? undefined : identityOf(dev);
+  let id = o.session === undefined
+    ? undefined
+    : resolveSessionSpec(sessions, o.session, device, identity);
   if (id === undefined) {
     ({ device, id } = await choose(sessions, root, device, Boolean(o.acceptGap)));
   }
-  const plan: Plan = planForCli(sessions, id, { device, acceptGap: o.acceptGap });
-  const targetPath = o.target !== undefined ? absolutePath(o.target) : plan.device;
+  const plan: Plan = planForCli(sessions, id, { device, identity, acceptGap: o.acceptGap });
+  const renamed = dev !== undefined && plan.identity !== "" && absolutePath(dev) !== plan.device
+    ? absolutePath(dev)
+    : undefined;
+  const targetPath = o.target !== undefined ? absolutePath(o.target) : renamed ?? plan.device;
   Object.assign(audit, { device: plan.device, session: plan.target.id });
   if (targetPath !== plan.device) audit.target = targetPath;
   const human = !opts.json && !opts.quiet;
@@ -163,6 +172,7 @@ export async function runRestore(
     const r = await cli(() =>
       applyRestore(plan, {
         target: o.target !== undefined ? targetPath : undefined,
+        devicePath: renamed,
         force: o.force,
         isActivated: d.isActivated,
         dryRun: o.dryRun,

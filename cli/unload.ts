@@ -31,38 +31,39 @@ export function inUseMessage(devices: string[]): string {
     "run `bdsnap deactivate DEV` first";
 }
 
+/** Remove the module; a CliError saying why when it cannot be. */
+export function unloadModule(): void {
+  if (!control.isLoaded()) throw new CliError("module not loaded", EXIT_NO_MODULE);
+  const euid = geteuid();
+  const active = explained({ op: "unload", euid }, () => control.list());
+  if (active.length > 0) {
+    throw new CliError(inUseMessage(active.map((d) => d.name)), EXIT_FAILED);
+  }
+  try {
+    syscall("delete_module", SYS.delete_module, cstring("bdsnap"), O_NONBLOCK_DELETE);
+  } catch (e) {
+    if (!(e instanceof ErrnoError)) throw e;
+    switch (e.code) {
+      case "EAGAIN":
+      case "EBUSY":
+        throw new CliError(`${inUseMessage([])} (${e.code})`, EXIT_FAILED);
+      case "ENOENT":
+        throw new CliError("module not loaded", EXIT_NO_MODULE);
+      case "EPERM":
+        throw new CliError("not root (EPERM): unloading a module needs root", EXIT_PERMISSION);
+      default:
+        throw new CliError(`unload failed: ${errnoDescription(e.errno)} (${e.code})`, EXIT_FAILED);
+    }
+  }
+}
+
 /** Register `unload`. */
 export function register(program: Command): void {
   program
     .command("unload")
     .description("remove the kernel module (refused while devices are active)")
     .action((_o: unknown, cmd: Command) => {
-      const opts = globals(cmd);
-      if (!control.isLoaded()) throw new CliError("module not loaded", EXIT_NO_MODULE);
-      const euid = geteuid();
-      const active = explained({ op: "unload", euid }, () => control.list());
-      if (active.length > 0) {
-        throw new CliError(inUseMessage(active.map((d) => d.name)), EXIT_FAILED);
-      }
-      try {
-        syscall("delete_module", SYS.delete_module, cstring("bdsnap"), O_NONBLOCK_DELETE);
-      } catch (e) {
-        if (!(e instanceof ErrnoError)) throw e;
-        switch (e.code) {
-          case "EAGAIN":
-          case "EBUSY":
-            throw new CliError(`${inUseMessage([])} (${e.code})`, EXIT_FAILED);
-          case "ENOENT":
-            throw new CliError("module not loaded", EXIT_NO_MODULE);
-          case "EPERM":
-            throw new CliError("not root (EPERM): unloading a module needs root", EXIT_PERMISSION);
-          default:
-            throw new CliError(
-              `unload failed: ${errnoDescription(e.errno)} (${e.code})`,
-              EXIT_FAILED,
-            );
-        }
-      }
-      report(opts, "unloaded bdsnap", { unloaded: true });
+      unloadModule();
+      report(globals(cmd), "unloaded bdsnap", { unloaded: true });
     });
 }

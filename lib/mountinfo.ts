@@ -264,3 +264,35 @@ export async function* watchMounts(options: WatchOptions = {}): AsyncGenerator<M
     await table.close();
   }
 }
+
+/**
+ * The device /etc/fstab mounts at the mount point holding `path`, when that
+ * mount point is not mounted yet; else null. At boot, before local
+ * filesystems are mounted, a store root under such a mount point would be a
+ * directory of the filesystem below it.
+ */
+export function unmountedStoreMount(
+  path: string,
+  fstab = "/etc/fstab",
+  mountinfo = "/proc/self/mountinfo",
+): string | null {
+  let table: string;
+  let mounted: Set<string>;
+  try {
+    table = Deno.readTextFileSync(fstab);
+    mounted = new Set(parseMountinfo(Deno.readTextFileSync(mountinfo)).map((m) => m.mountPoint));
+  } catch {
+    return null;
+  }
+  let best: { dir: string; spec: string } | null = null;
+  for (const line of table.split("\n")) {
+    const [spec, dir, type, options = ""] = line.replace(/#.*/, "").trim().split(/\s+/);
+    if (!dir || !dir.startsWith("/") || type === "swap" || options.split(",").includes("noauto")) {
+      continue;
+    }
+    const d = unescapeMountField(dir).replace(/\/+$/, "") || "/";
+    const under = d === "/" || path === d || path.startsWith(`${d}/`);
+    if (under && (best === null || d.length > best.dir.length)) best = { dir: d, spec };
+  }
+  return best !== null && !mounted.has(best.dir) ? `${best.spec} (${best.dir})` : null;
+}

@@ -45,6 +45,7 @@
  */
 
 import { storeName } from "./format.ts";
+import { sameIdentity } from "./identity.ts";
 import { restorability } from "./plan.ts";
 import { compareSessions, type Session } from "./store.ts";
 
@@ -113,7 +114,10 @@ export interface RetentionPlan {
   keep: KeptSession[];
 }
 
-/** The chain a session belongs to: sessions of one device share it. */
+/**
+ * The store name a session was recorded under (its directory name's device
+ * part): what keys the chain of a session that has no recorded identity.
+ */
 export function chainKey(s: Session): string {
   return s.idParts?.name ?? (s.meta ? storeName(s.meta.device) : s.id);
 }
@@ -126,16 +130,30 @@ export function sessionEndMs(s: Session): number {
   return s.idParts ? s.idParts.timeUs / 1000 : 0;
 }
 
-/** Group sessions by chain, each chain oldest first. */
+/**
+ * Group sessions by chain, each chain oldest first: by the device's stable
+ * identity where meta.json records one (the same disk under several paths
+ * is one chain, another disk at the same path another), else by store name.
+ */
 export function chainsOf(sessions: readonly Session[]): Session[][] {
-  const chains = new Map<string, Session[]>();
+  const byName = new Map<string, Session[]>();
+  const byIdentity: Array<{ identity: string; sessions: Session[] }> = [];
   for (const s of sessions) {
+    const identity = s.meta?.identity ?? "";
+    if (identity !== "") {
+      const chain = byIdentity.find((c) => sameIdentity(c.identity, identity));
+      if (chain) chain.sessions.push(s);
+      else byIdentity.push({ identity, sessions: [s] });
+      continue;
+    }
     const k = chainKey(s);
-    const list = chains.get(k);
+    const list = byName.get(k);
     if (list) list.push(s);
-    else chains.set(k, [s]);
+    else byName.set(k, [s]);
   }
-  return [...chains.values()].map((c) => c.sort(compareSessions));
+  return [...byIdentity.map((c) => c.sessions), ...byName.values()].map((c) =>
+    c.sort(compareSessions)
+  );
 }
 
 /**

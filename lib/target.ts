@@ -10,7 +10,7 @@
  */
 
 import { RestoreError } from "./errors.ts";
-import { deviceIdentity, devString, sameIdentity } from "./identity.ts";
+import { deviceIdentity, devString, findDevice, sameIdentity } from "./identity.ts";
 import type { Plan } from "./plan.ts";
 import { ioError } from "./store.ts";
 import { close as libcClose, ErrnoError, O_RDONLY, open as libcOpen } from "../ffi/libc.ts";
@@ -104,6 +104,12 @@ export interface IdentityOptions {
    * apply; the size check always does.
    */
   target?: string;
+  /**
+   * Where the recorded device is now, when the caller named it by a path
+   * other than the recorded one (the disks were renumbered): checked by the
+   * identity the sessions recorded, and not an explicit target.
+   */
+  devicePath?: string;
   /** Override the identity check (and only that one). */
   force?: boolean;
 }
@@ -140,11 +146,14 @@ export async function checkIdentity(
   plan: Plan,
   options: IdentityOptions,
 ): Promise<{ info: TargetInfo; explicit: boolean; warnings: string[] }> {
-  const path = options.target ?? plan.device;
+  const path = options.target ?? options.devicePath ?? plan.device;
   const info = await inspectTarget(path);
-  const recorded = await realPathOrNull(plan.device);
+  const recorded = await realPathOrNull(options.devicePath ?? plan.device);
   const explicit = options.target !== undefined && info.realPath !== recorded;
   const warnings: string[] = [];
+  // The identity the sessions recorded decides, where both sides have one:
+  // a renumbered disk keeps it, another disk at the old path does not.
+  const now = plan.identity === "" ? null : deviceIdentity(info.path);
   if (info.size !== plan.deviceSize) {
     throw new RestoreError(
       "size",
@@ -154,7 +163,13 @@ export async function checkIdentity(
   }
   if (!explicit) {
     let mismatch: string | null = null;
-    if (plan.kind === "block" && info.type !== "block") {
+    if (now !== null) {
+      if (!sameIdentity(now, plan.identity)) {
+        const there = findDevice(plan.identity);
+        mismatch = `${path} is ${now}, but the sessions recorded ${plan.identity}` +
+          (there !== null ? ` (that device is ${there} now)` : " (not present now)");
+      }
+    } else if (plan.kind === "block" && info.type !== "block") {
       mismatch = `${path} is not a block device, but ${plan.device} was one`;
     } else if (plan.kind === "block" && info.dev !== plan.dev) {
       mismatch = `${path} is device ${info.dev}, but the sessions recorded ${plan.dev}`;
@@ -165,7 +180,9 @@ export async function checkIdentity(
       if (!options.force) {
         throw new RestoreError(
           "identity",
-          `${mismatch}; if it is the same device under a new name, use --force`,
+          now !== null
+            ? `${mismatch}: it is another device; --force writes this chain onto it anyway`
+            : `${mismatch}; if it is the same device under a new name, use --force`,
         );
       }
       warnings.push(`IDENTITY CHECK OVERRIDDEN (--force): ${mismatch}`);

@@ -6,12 +6,21 @@
 
 import { type Command, Option } from "./commander.ts";
 import { CliError, EXIT_NO_MODULE } from "./errors.ts";
-import { globals, report, storeRoot } from "./context.ts";
-import { explained, NOT_LOADED } from "./explain.ts";
+import { configDir, globals, report, storeRoot, warn } from "./context.ts";
+import { explained, isErrno, NOT_LOADED } from "./explain.ts";
 import { getPassword } from "./password.ts";
 import { audited } from "./audit.ts";
 import * as control from "../../ffi/control.ts";
 import { geteuid } from "../../ffi/libc.ts";
+import {
+  configPath,
+  type ConfiguredDevice,
+  readConfig,
+  withDevice,
+  withoutDevice,
+  writeConfig,
+} from "../../lib/config.ts";
+import { deviceIdentity } from "../../lib/identity.ts";
 
 /**
  * The path handed to the kernel: absolute (relative to the current
@@ -43,6 +52,54 @@ export function usableTarget(path: string): boolean | undefined {
   }
 }
 
+/**
+ * Hand the module the device's stable identity, for the meta.json of its
+ * sessions. Where there is none, or the module predates identities, say
+ * so: the chain is then kept by path, and renumbering can mix it up.
+ */
+export function recordIdentity(
+  opts: ReturnType<typeof globals>,
+  path: string,
+  password: string,
+  identity: string | null,
+): void {
+  if (identity === null) {
+    warn(
+      opts,
+      `${path} has no stable identity (WWN, serial, partition UUID): its chain is kept by path`,
+    );
+    return;
+  }
+  try {
+    control.setIdentity(path, password, identity);
+  } catch (e) {
+    if (isErrno(e, "ENOTTY")) {
+      warn(opts, "the loaded module does not record identities (older module): chain kept by path");
+    } else if (isErrno(e, "EBUSY")) {
+      warn(
+        opts,
+        `the module holds another identity for ${path} from its activation; new sessions keep ` +
+          `that one (deactivate and activate again to record ${identity})`,
+      );
+    } else {
+      throw e;
+    }
+  }
+}
+
+/** Record the device in the configuration, or drop it from there (`--persistent`). */
+async function persist(device: ConfiguredDevice, keep: boolean): Promise<string> {
+  const dir = configDir();
+  const config = await readConfig(dir);
+  if (keep) {
+    await writeConfig(dir, withDevice(config, device));
+    return `recorded in ${configPath(dir)}: \`bdsnap start\` activates it at boot`;
+  }
+  const { config: rest, removed } = withoutDevice(config, device);
+  if (removed) await writeConfig(dir, rest);
+  return removed ? `removed from ${configPath(dir)}` : `it was not in ${configPath(dir)}`;
+}
+
 /** Register `activate` or `deactivate`. */
 export function registerTargetCommand(program: Command, op: "activate" | "deactivate"): void {
   const activating = op === "activate";
@@ -55,6 +112,12 @@ export function registerTargetCommand(program: Command, op: "activate" | "deacti
     )
     .argument("<dev>", "block device (/dev/vdb) or image file backing a loop device")
     .option("--password-file <file>", "read the password from the first line of FILE")
+    .option(
+      "--persistent",
+      activating
+        ? "also record the device in /etc/bdsnap/bdsnap.json, for `bdsnap start` at every boot"
+        : "also remove the device from /etc/bdsnap/bdsnap.json",
+    )
     .addOption(
       new Option("--via <method>", "how to reach the module").choices(["syscall", "ioctl"]).default(
         "syscall",
@@ -65,25 +128,52 @@ export function registerTargetCommand(program: Command, op: "activate" | "deacti
       "\nThe password is asked for with hidden input on a terminal; otherwise it is read from\n" +
         "--password-file or the file named by $BDSNAP_PASSWORD_FILE, never from the command line.",
     )
-    .action(async (dev: string, o: { passwordFile?: string; via: control.Via }, cmd: Command) => {
-      const opts = globals(cmd);
-      const path = absolutePath(dev);
-      await audited({ command: op, device: path }, async () => {
-        if (!control.isLoaded()) throw new CliError(NOT_LOADED, EXIT_NO_MODULE);
-        const pw = await getPassword({ file: o.passwordFile });
-        const ctx = {
-          op,
-          path,
-          euid: geteuid(),
-          storeRoot: storeRoot(opts).root,
-          pathUsable: activating ? usableTarget(path) : undefined,
-        };
-        explained(ctx, () => (activating ? control.activate : control.deactivate)(path, pw, o.via));
-      });
-      report(opts, `${activating ? "activated" : "deactivated"} ${path}`, {
-        device: path,
-        activated: activating,
-        via: o.via,
-      });
-    });
+    .action(
+      async (
+        dev: string,
+        o: { passwordFile?: string; via: control.Via; persistent?: boolean },
+        cmd: Command,
+      ) => {
+        const opts = globals(cmd);
+        const path = absolutePath(dev);
+        const identity = deviceIdentity(path);
+        let already = false;
+        await audited({ command: op, device: path }, async () => {
+          if (!control.isLoaded()) throw new CliError(NOT_LOADED, EXIT_NO_MODULE);
+          const pw = await getPassword({ file: o.passwordFile });
+          const ctx = {
+            op,
+            path,
+            euid: geteuid(),
+            storeRoot: storeRoot(opts).root,
+            pathUsable: activating ? usableTarget(path) : undefined,
+          };
+          const call = activating ? control.activate : control.deactivate;
+          explained(ctx, () => {
+            try {
+              call(path, pw, o.via);
+            } catch (e) {
+              // Recording an active device for boot, or forgetting an inactive one, is fine.
+              if (!(o.persistent && isErrno(e, "EALREADY"))) throw e;
+              already = true;
+            }
+          });
+          if (activating) recordIdentity(opts, path, pw, identity);
+        });
+        const lines = [
+          `${activating ? "activated" : "deactivated"} ${path}${already ? " (already)" : ""}`,
+        ];
+        if (o.persistent) {
+          const kind = usableTarget(path) && Deno.statSync(path).isFile ? "file" : "block";
+          lines.push(await persist({ identity: identity ?? "", path, kind }, activating));
+        }
+        report(opts, lines, {
+          device: path,
+          activated: activating,
+          via: o.via,
+          identity,
+          persistent: Boolean(o.persistent),
+        });
+      },
+    );
 }

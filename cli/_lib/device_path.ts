@@ -9,6 +9,7 @@
 import { absolutePath } from "./activation.ts";
 import { chainKey, sessionDevice } from "./store_view.ts";
 import { storeName } from "../../lib/format.ts";
+import { deviceIdentity, sameIdentity } from "../../lib/identity.ts";
 import type { Session } from "../../lib/store.ts";
 
 /**
@@ -29,9 +30,15 @@ export async function resolveDevice(dev: string, sessions: readonly Session[]): 
   return path;
 }
 
+/** The stable identity of the device `dev` names now (lib/identity.ts), if it has one. */
+export function identityOf(dev: string): string | undefined {
+  return deviceIdentity(absolutePath(dev)) ?? undefined;
+}
+
 /**
- * The sessions of the device `dev` names (by its recorded path, or, for a
- * session that lost its meta.json, by the store name in its id); all of
+ * The sessions of the device `dev` names: those that recorded its stable
+ * identity, under any path; those with none, by its recorded path; a
+ * session that lost its meta.json, by the store name in its id. All of
  * them when `dev` is undefined.
  */
 export async function sessionsOfDevice(
@@ -40,8 +47,13 @@ export async function sessionsOfDevice(
 ): Promise<Session[]> {
   if (dev === undefined) return [...sessions];
   const path = await resolveDevice(dev, sessions);
+  const identity = identityOf(dev);
   const names = new Set([storeName(path), storeName(absolutePath(dev))]);
-  return sessions.filter((s) =>
-    sessionDevice(s) === path || (s.meta === null && names.has(chainKey(s)))
-  );
+  return sessions.filter((s) => {
+    if (s.meta === null) return names.has(chainKey(s));
+    if (identity !== undefined && s.meta.identity !== "") {
+      return sameIdentity(s.meta.identity, identity);
+    }
+    return sessionDevice(s) === path;
+  });
 }

@@ -6,6 +6,7 @@
  */
 
 import { CliError, EXIT_FAILED } from "./errors.ts";
+import { sameIdentity } from "../../lib/identity.ts";
 import { chainsOf } from "../../lib/retention.ts";
 import { readOneSession, readStore } from "./store_view.ts";
 import type { Session } from "../../lib/store.ts";
@@ -19,18 +20,24 @@ export function chainNumbers(sessions: readonly Session[]): Map<string, number> 
 
 /**
  * The session id `spec` names. `device` (the recorded path) narrows `latest`,
- * numbers and prefixes to that device's chain; without it they need the
- * store to hold one device only.
+ * numbers and prefixes to that device's chain, and `identity` (the device's
+ * stable identity now) to the chain that recorded it; without either they
+ * need the store to hold one device only.
  */
 export function resolveSessionSpec(
   sessions: readonly Session[],
   spec: string,
   device: string | undefined,
+  identity?: string,
 ): string {
   const id = spec.includes("/") ? spec.replace(/\/+$/, "").replace(/^.*\//, "") : spec;
   if (sessions.some((s) => s.id === id)) return id;
+  const ofDevice = (s: Session) =>
+    identity !== undefined && s.meta?.identity
+      ? sameIdentity(s.meta.identity, identity)
+      : s.meta?.device === device;
   const chains = chainsOf(sessions).filter((c) =>
-    device === undefined || c.some((s) => s.meta?.device === device)
+    (device === undefined && identity === undefined) || c.some(ofDevice)
   );
   const fail = (why: string) => new CliError(`--session ${spec}: ${why}`, EXIT_FAILED);
   const oneChain = (): Session[] => {

@@ -1,7 +1,7 @@
 /**
  * `deno task test`: unit tests on the host, then the VM suite on every kernel
  * of the matrix, one boot per test file and kernel, two VMs at a time; the
- * harness tests (which boot VMs themselves) run as one more job beside them.
+ * harness tests (which boot VMs themselves) run as jobs of the same pool, one per file and kernel.
  * Ends with a time table and "N passed, N failed, N skipped", and exits
  * non-zero on any failure.
  *
@@ -193,6 +193,47 @@ async function typeCheckVmTests(only?: string): Promise<void> {
   }
 }
 
+/** Seconds a harness test file takes on one kernel, before the memo knows (a fresh clone). */
+const HARNESS_EXPECTED: Record<string, number> = {
+  "power_cut_test.ts": 420,
+  "reboot_test.ts": 420,
+  "bench_quick_test.ts": 300,
+};
+
+function baseName(f: string): string {
+  return f.slice(f.lastIndexOf("/") + 1);
+}
+
+/** The kernel that takes today's turn: rotates through the matrix by UTC day. */
+export function rotatingKernel<T>(series: readonly T[], now = new Date()): T {
+  const day = Math.floor(now.getTime() / 86_400_000);
+  return series[day % series.length];
+}
+
+/**
+ * The kernels a harness test file boots, one job each, so that the pool
+ * spreads them: the benchmark's quick run boots one (it proves the
+ * benchmark runs, not a kernel); the reboot test, three boots long, every
+ * kernel in the full tier and one a day (rotating) in the core tier;
+ * everything else every kernel.
+ */
+export function harnessKernels<T extends { series: string }>(
+  file: string,
+  kernels: readonly T[],
+  tierOf: (series: string) => Tier,
+  now = new Date(),
+): T[] {
+  if (kernels.length === 0) return [];
+  const name = baseName(file);
+  if (name === "bench_quick_test.ts") {
+    return [kernels.find((k) => tierOf(k.series) === "full") ?? kernels.at(-1)!];
+  }
+  if (name === "reboot_test.ts" && kernels.some((k) => tierOf(k.series) === "core")) {
+    return [rotatingKernel(kernels, now)];
+  }
+  return [...kernels];
+}
+
 /** One unit of work for the VM pool, with the seconds it is expected to take. */
 interface Job {
   name: string;
@@ -266,27 +307,33 @@ async function main(): Promise<number> {
     await phase("type check of the VM tests", () => typeCheckVmTests(values.only));
     const memo = await loadTimes();
     const jobs: Job[] = [];
-    const harness = await listTests("tests/harness", values.only);
-    if (harness.length > 0 && kernels.length > 0) {
-      jobs.push({
-        name: "harness tests",
-        // A fresh clone has no memo: the power cuts boot every kernel a few
-        // times, so start this job early rather than leave it as the tail.
-        expected: memo["harness tests"] ?? 300 + 400 * kernels.length,
-        run: async () => {
-          const t = performance.now();
-          console.log(
-            `\n=== harness tests (host, booting ${kernels.map((k) => k.series).join(", ")})`,
-          );
-          const r = await denoTest(harness, {
-            BDSNAP_TEST_KERNELS: kernels.map((k) => k.series).join(","),
-            BDSNAP_BENCH_KERNEL: kernels.find((k) => tierOf(k.series) === "full")?.series ??
-              kernels.at(-1)!.series,
-          });
-          record("harness tests", r.out, r.ok);
-          phases.push(["harness tests", (performance.now() - t) / 1000]);
-        },
-      });
+    for (const f of await listTests("tests/harness", values.only)) {
+      for (const k of harnessKernels(f, kernels, tierOf)) {
+        const name = `${f} [${k.series}]`;
+        jobs.push({
+          name,
+          expected: memo[timeKey(f, k.series, "host")] ?? HARNESS_EXPECTED[baseName(f)] ?? 300,
+          run: async () => {
+            const t = performance.now();
+            console.log(`\n=== ${name} (host, booting ${k.release})`);
+            const r = await denoTest([f], {
+              BDSNAP_TEST_KERNELS: k.series,
+              BDSNAP_BENCH_KERNEL: k.series,
+            });
+            record(`${f} [${k.series} ${k.release}]`, r.out, r.ok);
+            const totalSeconds = (performance.now() - t) / 1000;
+            times.push({
+              file: f,
+              series: k.series,
+              tier: "host",
+              ok: r.ok,
+              bootSeconds: null,
+              totalSeconds,
+              profile: {},
+            });
+          },
+        });
+      }
     }
     const skippedFiles: string[] = [];
     for (const k of kernels) {

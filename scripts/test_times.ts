@@ -11,7 +11,8 @@ import { cacheDir } from "./vm/paths.ts";
 export interface FileTime {
   file: string;
   series: string;
-  tier: "core" | "full";
+  /** The VM tier the file ran in, or "host" for a harness test file (it boots VMs itself). */
+  tier: "core" | "full" | "host";
   ok: boolean;
   bootSeconds: number | null;
   totalSeconds: number;

@@ -29,6 +29,12 @@ export interface VmOptions {
   storeSize?: number;
   /** Existing disk images to attach instead of fresh ones (power-cut tests). */
   diskFiles?: string[];
+  /**
+   * Serials of the test disks, in attach order (default bdsnap-disk0, 1, …):
+   * a serial follows its image, so attaching images in another order
+   * renumbers the guest's /dev/vd* as a reboot can (the reboot test).
+   */
+  diskSerials?: string[];
   storeFile?: string;
   /** Guest memory in MiB. */
   memory?: number;
@@ -228,7 +234,7 @@ async function boot(opts: VmOptions, accel: "kvm" | "tcg"): Promise<VmResult> {
       `virtio-blk-pci,drive=d${i},serial=${serial}`,
     );
   };
-  disks.forEach((f, i) => attach(f, `bdsnap-disk${i}`, i, true));
+  disks.forEach((f, i) => attach(f, opts.diskSerials?.[i] ?? `bdsnap-disk${i}`, i, true));
   if (store) attach(store, "bdsnap-store", disks.length, false);
 
   const started = performance.now();

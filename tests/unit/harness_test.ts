@@ -4,7 +4,7 @@ import { scanKernelLog } from "../../scripts/vm/dmesg_gate.ts";
 import { compareVersions, parseSeries } from "../../scripts/vm/kernels.ts";
 import { parseSize } from "../../scripts/vm/qemu.ts";
 import { parseProfile } from "../../scripts/vm/qemu.ts";
-import { parseDenoTestSummary } from "../../scripts/test.ts";
+import { harnessKernels, parseDenoTestSummary, rotatingKernel } from "../../scripts/test.ts";
 import { timeTable } from "../../scripts/test_times.ts";
 import { listsAge, updateFailures } from "../../scripts/vm/apt.ts";
 import { stepKind } from "../../tests/vm/_helpers.ts";
@@ -127,4 +127,34 @@ Deno.test("apt: the lists' age is that of their newest Release file", async () =
     else Deno.env.set("APT_CONFIG", saved);
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("harness files: one job per kernel; the quick benchmark on one; reboots rotate in core", () => {
+  const k = ["6.1", "6.12", "6.12-rt", "newest"].map((series) => ({ series }));
+  const day = (n: number) => new Date(n * 86_400_000 + 3600_000);
+  const core = () => "core" as const;
+  const full = () => "full" as const;
+  const names = (f: string, tier: typeof core | typeof full, n = 0) =>
+    harnessKernels(f, k, tier, day(n)).map((x) => x.series);
+  assert.deepEqual(names("tests/harness/power_cut_test.ts", core), [
+    "6.1",
+    "6.12",
+    "6.12-rt",
+    "newest",
+  ]);
+  assert.deepEqual(names("tests/harness/bench_quick_test.ts", core), ["newest"]);
+  assert.deepEqual([0, 1, 2, 3, 4].map((n) => names("tests/harness/reboot_test.ts", core, n)), [
+    ["6.1"],
+    ["6.12"],
+    ["6.12-rt"],
+    ["newest"],
+    ["6.1"],
+  ]);
+  assert.deepEqual(names("tests/harness/reboot_test.ts", full), [
+    "6.1",
+    "6.12",
+    "6.12-rt",
+    "newest",
+  ]);
+  assert.equal(rotatingKernel(["6.12"], day(7)), "6.12");
 });

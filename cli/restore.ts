@@ -164,7 +164,9 @@ export async function runRestore(
   Object.assign(audit, { device: plan.device, session: plan.target.id });
   if (targetPath !== plan.device) audit.target = targetPath;
   const human = !opts.json && !opts.quiet;
-  if (human) { for (const l of planLines(plan, targetPath)) println(l); }
+  if (human) {
+    for (const l of planLines(plan, targetPath, targetPath === renamed)) println(l);
+  }
   reportWarnings(opts, plan);
 
   const progress = await progressBar(progressWanted(opts.quiet));

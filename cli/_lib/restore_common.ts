@@ -182,12 +182,20 @@ export function planJson(plan: Plan) {
   };
 }
 
-/** The plan for people: what will be written where, from which sessions. */
-export function planLines(plan: Plan, target: string): string[] {
+/**
+ * The plan for people: what will be written where, from which sessions.
+ * `renamed`: the recorded device is now at `target` (same identity).
+ */
+export function planLines(plan: Plan, target: string, renamed = false): string[] {
   const when = plan.target.meta ? formatNs(plan.target.meta.mountTimeNs) : "?";
+  const size = `${plan.kind}, ${formatBytes(plan.deviceSize)}`;
   const lines = [
-    `device:   ${plan.device} (${plan.kind}, ${formatBytes(plan.deviceSize)})`,
-    ...(target !== plan.device ? [`target:   ${target}`] : []),
+    ...(renamed
+      ? [`device:   ${target} (${size}; recorded as ${plan.device}, ${plan.identity})`]
+      : [
+        `device:   ${plan.device} (${size})`,
+        ...(target !== plan.device ? [`target:   ${target}`] : []),
+      ]),
     `state:    as before the mount of ${when} (session ${plan.target.id})`,
     `writes:   ${plan.chunks} chunks, ${formatBytes(plan.bytes)} in ${plan.extents.length} extents`,
     `result:   ${guarantee(plan)}`,

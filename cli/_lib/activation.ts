@@ -5,7 +5,7 @@
  */
 
 import { type Command, Option } from "./commander.ts";
-import { CliError, EXIT_NO_MODULE } from "./errors.ts";
+import { CliError, EXIT_FAILED, EXIT_NO_MODULE } from "./errors.ts";
 import { configDir, globals, report, storeRoot, warn } from "./context.ts";
 import { explained, isErrno, NOT_LOADED } from "./explain.ts";
 import { getPassword } from "./password.ts";
@@ -21,6 +21,7 @@ import {
   writeConfig,
 } from "../../lib/config.ts";
 import { deviceIdentity } from "../../lib/identity.ts";
+import { mountsOn } from "../../lib/mounted.ts";
 
 /**
  * The path handed to the kernel: absolute (relative to the current
@@ -87,6 +88,20 @@ export function recordIdentity(
   }
 }
 
+/**
+ * Where `path` is mounted now, when the module does not know it (a device
+ * deactivated while mounted continues its session if activated again):
+ * "on /data (ext4)"; else null.
+ */
+async function unprotectedMount(path: string): Promise<string | null> {
+  const mounts = await mountsOn(path);
+  if (mounts.length === 0) return null;
+  if (control.list().some((d) => d.name === path)) return null;
+  const m = mounts[0];
+  return `on ${m.mountPoint} (${m.fsType}, ${m.source})` +
+    (mounts.length > 1 ? ` and ${mounts.length - 1} more` : "");
+}
+
 /** Record the device in the configuration, or drop it from there (`--persistent`). */
 async function persist(device: ConfiguredDevice, keep: boolean): Promise<string> {
   const dir = configDir();
@@ -138,8 +153,24 @@ export function registerTargetCommand(program: Command, op: "activate" | "deacti
         const path = absolutePath(dev);
         const identity = deviceIdentity(path);
         let already = false;
+        let deferred = false;
         await audited({ command: op, device: path }, async () => {
           if (!control.isLoaded()) throw new CliError(NOT_LOADED, EXIT_NO_MODULE);
+          const mounted = activating ? await unprotectedMount(path) : null;
+          if (mounted !== null && !o.persistent) {
+            throw new CliError(
+              `${path} is mounted (${mounted}): sessions start at a mount, so this mount would ` +
+                "not be protected and its writes only counted. Unmount it, activate, and mount " +
+                "it again; or record it with --persistent, and the next boot activates it " +
+                "before it is mounted",
+              EXIT_FAILED,
+              { code: "busy" },
+            );
+          }
+          if (mounted !== null) {
+            deferred = true; // recorded below, for the next boot
+            return;
+          }
           const pw = await getPassword({ file: o.passwordFile });
           const ctx = {
             op,
@@ -160,16 +191,16 @@ export function registerTargetCommand(program: Command, op: "activate" | "deacti
           });
           if (activating) recordIdentity(opts, path, pw, identity);
         });
-        const lines = [
-          `${activating ? "activated" : "deactivated"} ${path}${already ? " (already)" : ""}`,
-        ];
+        const lines = deferred
+          ? [`not activated now: ${path} is mounted; it is activated at the next boot`]
+          : [`${activating ? "activated" : "deactivated"} ${path}${already ? " (already)" : ""}`];
         if (o.persistent) {
           const kind = usableTarget(path) && Deno.statSync(path).isFile ? "file" : "block";
           lines.push(await persist({ identity: identity ?? "", path, kind }, activating));
         }
         report(opts, lines, {
           device: path,
-          activated: activating,
+          activated: activating && !deferred,
           via: o.via,
           identity,
           persistent: Boolean(o.persistent),

@@ -3,8 +3,8 @@
  * Every refusal gives its documented errno and changes nothing: wrong
  * password, unprivileged caller, NULL and invalid pointers, unterminated and
  * overlong names, a nonexistent device, double activate, deactivate of an
- * inactive device, a store on the device itself. Through the system calls
- * (raw, via FFI) and through the CLI's exit codes.
+ * inactive device, a store on the device itself, activating a mounted device.
+ * Through the system calls (raw, via FFI) and through the CLI's exit codes.
  */
 import assert from "node:assert/strict";
 import { cstring, ErrnoError, syscall } from "../../ffi/libc.ts";
@@ -113,6 +113,15 @@ Deno.test("CLI exit codes: wrong password 3, bad device 1, module missing 4", as
   assert.equal(twice.code, 1);
   assert.match(twice.stderr, /EALREADY|already/i);
   await deactivate(dev, "ioctl");
+  // A mounted device: refused, and nothing activated (its mount would not be a session).
+  await sh(`mkfs.ext4 -q -F ${dev} && mkdir -p /mnt/bi && mount ${dev} /mnt/bi`);
+  const mounted = await bdsnapTry(`activate ${dev} --password-file ${PASSWORD_FILE} --json`);
+  await sh("umount /mnt/bi");
+  assert.equal(mounted.code, 1, mounted.stderr);
+  assert.match(mounted.stderr, /is mounted \(on \/mnt\/bi \(ext4/);
+  assert.equal(JSON.parse(mounted.stdout).error.code, "busy");
+  const st = JSON.parse((await bdsnapTry("status --json")).stdout);
+  assert.deepEqual(st.devices ?? [], [], "nothing activated");
   await sh("rmmod bdsnap");
   const gone = await bdsnapTry(`activate ${dev} --password-file ${PASSWORD_FILE}`);
   assert.equal(gone.code, 4);

@@ -8,6 +8,7 @@
  */
 import assert from "node:assert/strict";
 import { cstring, ErrnoError, syscall } from "../../ffi/libc.ts";
+import { setIdentity } from "../../ffi/control.ts";
 import { sh, shTry, testDisks } from "./_helpers.ts";
 import { activate, bdsnapTry, deactivate, loadModule, PASSWORD_FILE } from "./_bdsnap.ts";
 
@@ -70,6 +71,31 @@ Deno.test("raw syscalls: each bad input gives its errno and changes nothing", as
   assert.deepEqual(await activatedNames(), [dev], "wrong password deactivated nothing");
   assert.equal(errnoOf(() => syscall("d", deact, cstring(dev), pw)), "OK");
   assert.deepEqual(await activatedNames(), []);
+});
+
+Deno.test("SET_IDENTITY: refused for a bad password, an inactive device, bad text or a second identity", async () => {
+  await loadModule();
+  const { act, deact } = await numbers();
+  const [dev] = testDisks();
+  const pw = cstring(PASSWORD);
+  const set = (path: string, password: string, id: string) =>
+    errnoOf(() => setIdentity(path, password, id));
+  assert.equal(set(dev, PASSWORD, "serial:x"), "EALREADY", "not activated");
+  assert.equal(errnoOf(() => syscall("a", act, cstring(dev), pw)), "OK");
+  assert.equal(set(dev, "wrong password", "serial:x"), "EPERM");
+  assert.equal(set(dev, PASSWORD, ""), "EINVAL");
+  assert.equal(set(dev, PASSWORD, "serial:tab\there"), "EINVAL");
+  assert.equal(set(dev, PASSWORD, "x".repeat(512)), "EINVAL", "no NUL within 512 bytes");
+  assert.equal(set("/dev/nonexistent", PASSWORD, "serial:x"), "ENOENT");
+  assert.equal(set(dev, PASSWORD, "serial:bdsnap-test"), "OK");
+  assert.equal(set(dev, PASSWORD, "serial:bdsnap-test"), "OK", "the same again");
+  assert.equal(set(dev, PASSWORD, "serial:other"), "EBUSY");
+  // Sessions opened from now on carry it.
+  await sh(`mkfs.ext4 -q -F ${dev} && mkdir -p /mnt/si && mount ${dev} /mnt/si && umount /mnt/si`);
+  const dirs = (await sh(`ls -t /snapshot`)).split("\n").filter((d) => d.startsWith("dev_"));
+  const meta = JSON.parse(await Deno.readTextFile(`/snapshot/${dirs[0]}/meta.json`));
+  assert.equal(meta.identity, "serial:bdsnap-test");
+  assert.equal(errnoOf(() => syscall("d", deact, cstring(dev), pw)), "OK");
 });
 
 Deno.test("unprivileged callers get EPERM from syscalls and exit 3 from the CLI", async () => {

@@ -50,6 +50,12 @@ const FILES: ReadonlyArray<[string, string]> = [
   ["/etc/bdsnap/", "configuration, mode 0700; removed by purging the package"],
   ["/etc/bdsnap/passwd.hash", "the service password's hash, written by setup (mode 0600)"],
   [
+    "/etc/bdsnap/bdsnap.json",
+    "the persistent configuration: the store root, the devices activate --persistent " +
+    "recorded, module parameters, retention",
+  ],
+  ["/etc/bdsnap/password", "the password bdsnap-start.service activates with (mode 0600)"],
+  [
     "/snapshot/",
     "the default store root: one directory per session. Removing or purging the " +
     "packages never touches it",

@@ -9,8 +9,10 @@
 
 import type { Command } from "./_lib/commander.ts";
 import { CliError, EXIT_FAILED, EXIT_PERMISSION, EXIT_USAGE } from "./_lib/errors.ts";
-import { DEFAULT_STORE_ROOT, globals, hashFile, report, warn } from "./_lib/context.ts";
+import { configDir, DEFAULT_STORE_ROOT, globals, hashFile, report, warn } from "./_lib/context.ts";
 import { readStoredHash } from "./setup.ts";
+import { configPath, readConfig } from "../lib/config.ts";
+import { devString, findDevice } from "../lib/identity.ts";
 import * as control from "../ffi/control.ts";
 import {
   close,
@@ -185,6 +187,38 @@ export function storeRootWarning(root: string): string | null {
       `until it does (mkdir -p ${parent})`;
   }
   return `the store root ${root} does not exist: it will be created 0700 at the first activation`;
+}
+
+/**
+ * A recorded device (`bdsnap activate --persistent`) that holds the store
+ * root's filesystem, which the module will refuse to activate: a warning, or
+ * null. Only the device itself is compared, not what is stacked on it (the
+ * module checks that at activation).
+ */
+export async function storeOnRecordedDevice(root: string): Promise<string | null> {
+  let fsDev: string;
+  try {
+    let p = root;
+    while (!exists(p)) p = parentOf(p);
+    fsDev = devString(Deno.statSync(p).dev);
+  } catch {
+    return null;
+  }
+  const config = await readConfig(configDir()).catch(() => null);
+  for (const d of config?.devices ?? []) {
+    const path = d.identity === "" ? d.path : findDevice(d.identity) ?? d.path;
+    try {
+      const st = Deno.statSync(path);
+      if (st.isBlockDevice && st.rdev !== null && devString(st.rdev) === fsDev) {
+        return `the store root ${root} is on ${path}, which ${configPath(configDir())} ` +
+          "records for activation: the module will refuse to activate it (EXDEV); move the " +
+          "store to another device";
+      }
+    } catch {
+      // not present now
+    }
+  }
+  return null;
 }
 
 /** Find the module file; a CliError saying how to get one when there is none. */
@@ -434,6 +468,8 @@ export async function loadWith(
   }
   const missing = storeRootWarning(root);
   if (missing) warn(opts, missing);
+  const onRecorded = await storeOnRecordedDevice(root);
+  if (onRecorded) warn(opts, onRecorded);
   let syscalls: control.SyscallNumbers | null = null;
   try {
     syscalls = control.syscallNumbers();

@@ -152,4 +152,15 @@ Deno.test("CLI exit codes: wrong password 3, bad device 1, module missing 4", as
   const gone = await bdsnapTry(`activate ${dev} --password-file ${PASSWORD_FILE}`);
   assert.equal(gone.code, 4);
   assert.match(gone.stderr, /bdsnap load/);
+  // The store's own disk recorded for activation at boot: load says it will be refused.
+  const store = Deno.env.get("BDSNAP_STORE_DISK")!;
+  const config = "/run/bdsnap-etc/bdsnap.json";
+  await Deno.writeTextFile(
+    config,
+    JSON.stringify({ format: 1, devices: [{ identity: "", path: store, kind: "block" }] }),
+  );
+  const load = await bdsnapTry("load");
+  await Deno.remove(config);
+  assert.equal(load.code, 0, load.stderr);
+  assert.match(load.stderr, new RegExp(`store root /snapshot is on ${store}, which .* records`));
 });

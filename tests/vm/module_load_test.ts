@@ -1,4 +1,4 @@
-// vm: disks=1 store-size=64M timeout=600
+// vm: disks=1 store-size=64M timeout=1200
 /**
  * The module builds for the running kernel, loads, shows itself in sysfs and
  * as /dev/bdsnap, and unloads leaving nothing behind, repeatedly.

@@ -14,6 +14,7 @@ import { configDir, globals, note, report, warn } from "./_lib/context.ts";
 import { explained, isErrno } from "./_lib/explain.ts";
 import { recordIdentity } from "./_lib/activation.ts";
 import { bootPassword } from "./_lib/boot_password.ts";
+import { protectMounted, refuseSeveral, untrackedFilesystems } from "./_lib/live_session.ts";
 import { checkParams, findModule, loadWith } from "./load.ts";
 import * as control from "../ffi/control.ts";
 import { geteuid } from "../ffi/libc.ts";
@@ -27,6 +28,8 @@ interface Outcome {
   path: string | null;
   result: "activated" | "already" | "missing" | "failed";
   error?: string;
+  /** Mounted already: its session began at activation. */
+  began?: string;
 }
 
 /** Where the configured device is now: by identity, else (none recorded) by path. */
@@ -54,6 +57,48 @@ async function waitFor(devices: ConfiguredDevice[], seconds: number): Promise<Ma
     if (found.size === devices.length || performance.now() >= deadline) return found;
     await new Promise((r) => setTimeout(r, 250));
   }
+}
+
+/**
+ * Activate one recorded device found at `path`. One mounted already (start
+ * ran after its mount) gets its session now, frozen for the start; if that
+ * cannot be done the device stays activated for its next mount, with a
+ * warning.
+ */
+async function startDevice(
+  opts: ReturnType<typeof globals>,
+  d: ConfiguredDevice,
+  path: string | null,
+  password: string,
+  store: string | undefined,
+): Promise<Outcome> {
+  const out: Outcome = { identity: d.identity, path, result: "missing" };
+  if (path === null) return out;
+  const ctx = { op: "activate" as const, path, euid: geteuid(), storeRoot: store ?? "/snapshot" };
+  const mounted = await untrackedFilesystems(path);
+  try {
+    explained(ctx, () => {
+      try {
+        control.activate(path, password);
+        out.result = "activated";
+      } catch (e) {
+        if (!isErrno(e, "EALREADY")) throw e;
+        out.result = "already"; // started twice, or activated by hand: fine
+      }
+    });
+  } catch (e) {
+    return { ...out, result: "failed", error: e instanceof Error ? e.message : String(e) };
+  }
+  recordIdentity(opts, path, password, d.identity === "" ? deviceIdentity(path) : d.identity);
+  if (out.result === "activated" && mounted.length > 0) {
+    try {
+      refuseSeveral(path, mounted);
+      out.began = protectMounted(path, password, mounted[0]).mountPoint;
+    } catch (e) {
+      warn(opts, `${e instanceof Error ? e.message : e}; its next mount is a session`);
+    }
+  }
+  return out;
 }
 
 /** Register `start`. */
@@ -109,38 +154,17 @@ export function register(program: Command): void {
       }
       const password = config.devices.length > 0 ? await bootPassword(o.passwordFile) : "";
       const found = await waitFor(config.devices, wait);
-      const outcomes: Outcome[] = config.devices.map((d, i) => {
-        const path = found.get(i) ?? null;
-        const out: Outcome = { identity: d.identity, path, result: "missing" };
-        if (path === null) return out;
-        const ctx = {
-          op: "activate" as const,
-          path,
-          euid: geteuid(),
-          storeRoot: store ?? "/snapshot",
-        };
-        try {
-          explained(ctx, () => {
-            try {
-              control.activate(path, password);
-              out.result = "activated";
-            } catch (e) {
-              if (!isErrno(e, "EALREADY")) throw e;
-              out.result = "already"; // started twice, or activated by hand: fine
-            }
-          });
-        } catch (e) {
-          return { ...out, result: "failed", error: e instanceof Error ? e.message : String(e) };
-        }
-        recordIdentity(opts, path, password, d.identity === "" ? deviceIdentity(path) : d.identity);
-        return out;
-      });
+      const outcomes: Outcome[] = [];
+      for (const [i, d] of config.devices.entries()) {
+        outcomes.push(await startDevice(opts, d, found.get(i) ?? null, password, store));
+      }
       const lines = outcomes.map((x) =>
         x.result === "missing"
           ? `missing: ${x.identity || "(no identity)"} did not appear within ${wait} s`
           : x.result === "failed"
           ? `failed: ${x.path}: ${x.error}`
-          : `${x.result}: ${x.path}${x.identity ? ` (${x.identity})` : ""}`
+          : `${x.result}: ${x.path}${x.identity ? ` (${x.identity})` : ""}` +
+            (x.began ? `; ${x.began} was mounted: its session began now` : "")
       );
       report(opts, lines, { loaded, store: store ?? null, devices: outcomes });
       const bad = outcomes.filter((x) => x.result === "missing" || x.result === "failed");

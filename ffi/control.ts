@@ -29,6 +29,7 @@ import {
   ERRNO,
   ErrnoError,
   ioctl,
+  O_RDONLY,
   O_RDWR,
   open,
   syscall,
@@ -42,6 +43,7 @@ import {
   encodeIdentity,
   encodeList,
   encodePasswdChange,
+  encodeProtectMount,
   encodeTarget,
   IOCTL,
   type StatusInfo,
@@ -174,6 +176,24 @@ export function setIdentity(path: string, password: string, identity: string): v
     withControl((fd) => ioctl("set identity", fd, IOCTL.SET_IDENTITY, arg));
   } finally {
     w.fill(0);
+  }
+}
+
+/**
+ * BDSNAP_IOC_PROTECT_MOUNT: a session from now on for the filesystem
+ * mounted at `mountPoint`, on the device activated as `path`, mounted
+ * before the activation. The module freezes it while the session opens.
+ */
+export function protectMount(path: string, password: string, mountPoint: string): void {
+  const p = cstring(path);
+  const w = cstring(password);
+  const fd = open(mountPoint, O_RDONLY);
+  try {
+    const arg = encodeProtectMount(addressOf(p), addressOf(w), fd);
+    withControl((ctl) => ioctl("protect mount", ctl, IOCTL.PROTECT_MOUNT, arg));
+  } finally {
+    w.fill(0);
+    close(fd);
   }
 }
 

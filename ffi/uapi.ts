@@ -96,6 +96,7 @@ export const STRUCTS = {
   bdsnap_list: { size: 16, fields: { devices: 0, capacity: 8, count: 12 } },
   bdsnap_passwd_change: { size: 16, fields: { old_passwd: 0, new_hash: 8 } },
   bdsnap_identity: { size: 24, fields: { path: 0, passwd: 8, identity: 16 } },
+  bdsnap_protect_mount: { size: 24, fields: { path: 0, passwd: 8, mount_fd: 16, flags: 20 } },
 } as const;
 
 /** _IOC direction bits (asm-generic/ioctl.h). */
@@ -121,6 +122,7 @@ export const IOCTL = {
   LIST: ioc(IOC_READ | IOC_WRITE, IOC_MAGIC, 5, STRUCTS.bdsnap_list.size),
   SET_PASSWORD: ioc(IOC_WRITE, IOC_MAGIC, 6, STRUCTS.bdsnap_passwd_change.size),
   SET_IDENTITY: ioc(IOC_WRITE, IOC_MAGIC, 7, STRUCTS.bdsnap_identity.size),
+  PROTECT_MOUNT: ioc(IOC_WRITE, IOC_MAGIC, 8, STRUCTS.bdsnap_protect_mount.size),
 } as const;
 
 /** struct bdsnap_version, decoded. */
@@ -214,6 +216,22 @@ export function encodeIdentity(
   v.setBigUint64(s.fields.path, path, true);
   v.setBigUint64(s.fields.passwd, passwd, true);
   v.setBigUint64(s.fields.identity, identity, true);
+  return buf;
+}
+
+/** Encode struct bdsnap_protect_mount from two user addresses and a file descriptor. */
+export function encodeProtectMount(
+  path: bigint,
+  passwd: bigint,
+  mountFd: number,
+): Uint8Array<ArrayBuffer> {
+  const s = STRUCTS.bdsnap_protect_mount;
+  const buf = new Uint8Array(new ArrayBuffer(s.size));
+  const v = view(buf);
+  v.setBigUint64(s.fields.path, path, true);
+  v.setBigUint64(s.fields.passwd, passwd, true);
+  v.setInt32(s.fields.mount_fd, mountFd, true);
+  v.setUint32(s.fields.flags, 0, true);
   return buf;
 }
 

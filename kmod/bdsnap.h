@@ -64,6 +64,9 @@ int bdsnap_registry_deactivate(const char *path);
 /* Record an activated device's stable identity: -ENOENT, -EALREADY (not
  * activated), -EBUSY (another identity already set). */
 int bdsnap_registry_set_identity(const char *path, const char *identity);
+
+/* live.c: a session, from now on, for a filesystem mounted before activation */
+int bdsnap_protect_mount(const char *path, int mount_fd);
 /* Fill up to cap entries (kernel buffer); *total gets the number activated. */
 int bdsnap_registry_list(struct bdsnap_device_info *out, u32 cap, u32 *total);
 void bdsnap_core_status(struct bdsnap_status *st);

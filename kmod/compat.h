@@ -316,4 +316,33 @@ static inline u32 bdsnap_crc32c_update(u32 crc, const void *p, size_t len)
 #endif
 }
 
+/*
+ * ---- freezing a mounted filesystem (live.c) ----
+ * As the kernel's holder where there are holders, so that a freeze user
+ * space holds (fsfreeze) neither blocks ours nor is thawed by it. Before
+ * 6.6 a filesystem frozen already is -EBUSY.
+ */
+
+static inline int bdsnap_freeze_super(struct super_block *sb)
+{
+#if defined(BDSNAP_HAVE_FREEZE_SUPER_OWNER)
+	return freeze_super(sb, FREEZE_HOLDER_KERNEL, NULL);
+#elif defined(BDSNAP_HAVE_FREEZE_SUPER_HOLDER)
+	return freeze_super(sb, FREEZE_HOLDER_KERNEL);
+#else
+	return freeze_super(sb);
+#endif
+}
+
+static inline int bdsnap_thaw_super(struct super_block *sb)
+{
+#if defined(BDSNAP_HAVE_FREEZE_SUPER_OWNER)
+	return thaw_super(sb, FREEZE_HOLDER_KERNEL, NULL);
+#elif defined(BDSNAP_HAVE_FREEZE_SUPER_HOLDER)
+	return thaw_super(sb, FREEZE_HOLDER_KERNEL);
+#else
+	return thaw_super(sb);
+#endif
+}
+
 #endif /* _BDSNAP_COMPAT_H */

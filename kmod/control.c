@@ -20,6 +20,7 @@
 #include <linux/fs.h>
 #include <linux/miscdevice.h>
 #include <linux/capability.h>
+#include <linux/err.h>
 #include <linux/uaccess.h>
 #include <linux/slab.h>
 #include <linux/mm.h>
@@ -82,36 +83,50 @@ static void bdsnap_put_passwd(char *pw)
 	kfree(pw);
 }
 
-static long bdsnap_ctl_target(const char __user *upath,
-			      const char __user *upasswd, bool activate)
+/*
+ * The device path of a request, copied in, once the password is checked:
+ * what every request on one device begins with. __putname() it.
+ */
+static char *bdsnap_ctl_begin(const char __user *upath,
+			      const char __user *upasswd)
 {
 	char *path, *pw;
 	long ret;
 
-	if (!capable(CAP_SYS_ADMIN))
-		return -EPERM;
-
 	path = __getname();
 	if (!path)
-		return -ENOMEM;
+		return ERR_PTR(-ENOMEM);
 	ret = bdsnap_copy_ustr(path, upath, PATH_MAX, -ENAMETOOLONG);
 	if (ret == 0)
 		ret = -ENOENT;
 	if (ret < 0)
-		goto out_path;
-
+		goto err;
 	pw = bdsnap_get_passwd(upasswd, &ret);
 	if (!pw)
-		goto out_path;
-
+		goto err;
 	ret = bdsnap_auth_check(pw);
 	bdsnap_put_passwd(pw);
 	if (ret)
-		goto out_path;
+		goto err;
+	return path;
+err:
+	__putname(path);
+	return ERR_PTR(ret);
+}
 
+static long bdsnap_ctl_target(const char __user *upath,
+			      const char __user *upasswd, bool activate)
+{
+	char *path;
+	long ret;
+
+	if (!capable(CAP_SYS_ADMIN))
+		return -EPERM;
+	path = bdsnap_ctl_begin(upath, upasswd);
+	if (IS_ERR(path))
+		return PTR_ERR(path);
 	ret = activate ? bdsnap_registry_activate(path) :
 			 bdsnap_registry_deactivate(path);
-out_path:
 	__putname(path);
 	return ret;
 }
@@ -148,41 +163,44 @@ static bool bdsnap_identity_ok(const char *id)
 static long bdsnap_ioc_set_identity(void __user *argp)
 {
 	struct bdsnap_identity t;
-	char *path, *pw, *id;
+	char *path, *id;
 	long ret;
 
 	if (copy_from_user(&t, argp, sizeof(t)))
 		return -EFAULT;
-	path = __getname();
-	if (!path)
-		return -ENOMEM;
+	path = bdsnap_ctl_begin(u64_to_user_ptr(t.path), u64_to_user_ptr(t.passwd));
+	if (IS_ERR(path))
+		return PTR_ERR(path);
 	id = kmalloc(BDSNAP_IDENTITY_LEN, GFP_KERNEL);
 	ret = -ENOMEM;
 	if (!id)
 		goto out_path;
-	ret = bdsnap_copy_ustr(path, u64_to_user_ptr(t.path), PATH_MAX,
-			       -ENAMETOOLONG);
-	if (ret == 0)
-		ret = -ENOENT;
-	if (ret < 0)
-		goto out_id;
-	pw = bdsnap_get_passwd(u64_to_user_ptr(t.passwd), &ret);
-	if (!pw)
-		goto out_id;
-	ret = bdsnap_auth_check(pw);
-	bdsnap_put_passwd(pw);
-	if (ret)
-		goto out_id;
 	ret = bdsnap_copy_ustr(id, u64_to_user_ptr(t.identity),
 			       BDSNAP_IDENTITY_LEN, -EINVAL);
 	if (ret == 0 || (ret > 0 && !bdsnap_identity_ok(id)))
 		ret = -EINVAL;
-	if (ret < 0)
-		goto out_id;
-	ret = bdsnap_registry_set_identity(path, id);
-out_id:
+	if (ret >= 0)
+		ret = bdsnap_registry_set_identity(path, id);
 	kfree(id);
 out_path:
+	__putname(path);
+	return ret;
+}
+
+static long bdsnap_ioc_protect_mount(void __user *argp)
+{
+	struct bdsnap_protect_mount t;
+	char *path;
+	long ret;
+
+	if (copy_from_user(&t, argp, sizeof(t)))
+		return -EFAULT;
+	if (t.flags)
+		return -EINVAL;
+	path = bdsnap_ctl_begin(u64_to_user_ptr(t.path), u64_to_user_ptr(t.passwd));
+	if (IS_ERR(path))
+		return PTR_ERR(path);
+	ret = bdsnap_protect_mount(path, t.mount_fd);
 	__putname(path);
 	return ret;
 }
@@ -311,6 +329,8 @@ static long bdsnap_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		return bdsnap_ioc_set_password(argp);
 	case BDSNAP_IOC_SET_IDENTITY:
 		return bdsnap_ioc_set_identity(argp);
+	case BDSNAP_IOC_PROTECT_MOUNT:
+		return bdsnap_ioc_protect_mount(argp);
 	default:
 		return -ENOTTY;
 	}

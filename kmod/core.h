@@ -167,11 +167,12 @@ struct bdsnap_session {
 	u64 size;			/* bytes */
 	u64 nr_chunks;
 	u64 seq;
-	u64 mount_time_ns;
+	u64 mount_time_ns;		/* or activation time: at_activation */
 	u64 end_time_ns;
 	u64 unmounted_before;
 	u64 unmounted_after;		/* recorded at deactivation */
 	u64 deactivated_ns;
+	bool at_activation;		/* began at activation, not at a mount (live.c) */
 	char fs_type[32];
 	char id[BDSNAP_SESSION_ID_LEN];
 	char identity[BDSNAP_IDENTITY_LEN];	/* the device's, at open; or "" */
@@ -249,6 +250,7 @@ struct bdsnap_extent {
 
 /* registry.c */
 void bdsnap_dev_put(struct bdsnap_dev *dev);
+struct bdsnap_dev *bdsnap_dev_get_by_path(const char *path);
 /* What a retired device leaves for bdsnap_retired_finish(), outside reg_mutex. */
 struct bdsnap_retired {
 	struct bdsnap_session *last;	/* its last session, or NULL */
@@ -297,6 +299,10 @@ void bdsnap_hooks_exit(void);
 struct fs_context;
 struct bdsnap_session *bdsnap_mount_begin(struct fs_context *fc);
 void bdsnap_mount_end(struct bdsnap_session *s, int ret, struct fs_context *fc);
+struct bdsnap_session *bdsnap_open_begin(struct bdsnap_dev *dev, dev_t devt,
+					 dev_t target, const char *fs_type,
+					 bool at_activation);
+void bdsnap_open_end(struct bdsnap_session *s, struct super_block *sb);
 struct bdsnap_session *bdsnap_umount_begin(struct super_block *sb, bool *last);
 void bdsnap_umount_end(struct bdsnap_session *s, bool last);
 bool __bdsnap_session_fail(struct bdsnap_session *s, int err, const char *what);

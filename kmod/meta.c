@@ -113,6 +113,8 @@ int bdsnap_meta_render(struct bdsnap_session *s, char *buf, size_t size)
 	json_str(&j, s->fs_type);
 	json_raw(&j, ",\"seq\":%llu,\"mount_time_ns\":%llu,\"end_time_ns\":%llu",
 		 s->seq, s->mount_time_ns, s->end_time_ns);
+	json_raw(&j, ",\"began\":\"%s\"",
+		 s->at_activation ? "activation" : "mount");
 	json_raw(&j, ",\"state\":\"%s\",\"error\":", state);
 	json_str(&j, err);
 	json_raw(&j, ",\"durability\":\"write-ahead\"");

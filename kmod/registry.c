@@ -482,6 +482,28 @@ int bdsnap_registry_set_identity(const char *path, const char *identity)
 	return ret;
 }
 
+/* The activated device path names, with a reference; ERR_PTR if none. */
+struct bdsnap_dev *bdsnap_dev_get_by_path(const char *path)
+{
+	struct bdsnap_file_id file = { 0 };
+	struct bdsnap_dev *dev;
+	dev_t devt = 0;
+	u32 kind = 0;
+	int ret;
+
+	ret = bdsnap_resolve(path, &kind, &devt, &file);
+	if (ret)
+		return ERR_PTR(ret);
+	mutex_lock(&bdsnap_reg_mutex);
+	dev = bdsnap_dev_find(kind, devt, &file, NULL);
+	if (dev && !dev->deactivating)
+		refcount_inc(&dev->ref);
+	else
+		dev = ERR_PTR(-EALREADY);
+	mutex_unlock(&bdsnap_reg_mutex);
+	return dev;
+}
+
 static void bdsnap_fill_info(struct bdsnap_device_info *info,
 			     struct bdsnap_dev *dev)
 {

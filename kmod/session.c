@@ -102,7 +102,8 @@ static int bdsnap_store_open_fn(void *arg)
 /* Everything that needs no lock and may sleep; NULL: mount unprotected. */
 static struct bdsnap_session *bdsnap_session_create(struct bdsnap_dev *dev,
 						    dev_t devt,
-						    struct fs_context *fc,
+						    const char *fs_type,
+						    bool at_activation,
 						    u64 seq, u64 unmounted)
 {
 	struct bdsnap_session *s;
@@ -138,7 +139,8 @@ static struct bdsnap_session *bdsnap_session_create(struct bdsnap_dev *dev,
 	s->mount_time_ns = ktime_get_real_ns();
 	s->seq = seq;
 	s->unmounted_before = unmounted;
-	strscpy(s->fs_type, fc->fs_type->name, sizeof(s->fs_type));
+	strscpy(s->fs_type, fs_type, sizeof(s->fs_type));
+	s->at_activation = at_activation;
 	if (smp_load_acquire(&dev->identity_set))
 		strscpy(s->identity, dev->identity, sizeof(s->identity));
 	s->dev = dev;
@@ -198,10 +200,8 @@ static void bdsnap_take_unmounted(struct bdsnap_session *s)
  */
 struct bdsnap_session *bdsnap_mount_begin(struct fs_context *fc)
 {
-	struct bdsnap_session *s = NULL;
 	struct bdsnap_dev *dev;
 	dev_t devt, target;
-	u64 seq, unmounted;
 
 	if (!fc->source || !fc->fs_type ||
 	    !(fc->fs_type->fs_flags & FS_REQUIRES_DEV))
@@ -211,11 +211,32 @@ struct bdsnap_session *bdsnap_mount_begin(struct fs_context *fc)
 	dev = bdsnap_dev_for_mount(devt, &target);
 	if (!dev)
 		return NULL;
+	return bdsnap_open_begin(dev, devt, target, fc->fs_type->name, false);
+}
+
+/*
+ * The session of dev for a filesystem of type fs_type on devt (target: the
+ * device of dev it reaches), joined or opened; consumes the caller's
+ * reference on dev. at_activation: the filesystem was mounted before, and
+ * is frozen (live.c); it never joins a session, and gets NULL with the
+ * reason logged if it cannot open one.
+ */
+struct bdsnap_session *bdsnap_open_begin(struct bdsnap_dev *dev, dev_t devt,
+					 dev_t target, const char *fs_type,
+					 bool at_activation)
+{
+	struct bdsnap_session *s = NULL;
+	u64 seq, unmounted;
 
 	mutex_lock(&bdsnap_reg_mutex);
 	for (;;) {
 		if (!dev->listed || dev->deactivating)
 			goto out_unlock;
+		if (at_activation && dev->state != BDSNAP_DEV_IDLE) {
+			/* Another mount has a session, or one is on its way. */
+			s = ERR_PTR(-EBUSY);
+			goto out_unlock;
+		}
 		if (dev->state == BDSNAP_DEV_OPEN) {
 			s = rcu_dereference_protected(dev->session,
 					lockdep_is_held(&bdsnap_reg_mutex));
@@ -255,7 +276,8 @@ struct bdsnap_session *bdsnap_mount_begin(struct fs_context *fc)
 	unmounted = atomic64_read(&dev->unmounted_writes);
 	mutex_unlock(&bdsnap_reg_mutex);
 
-	s = bdsnap_session_create(dev, target, fc, seq, unmounted);
+	s = bdsnap_session_create(dev, target, fs_type, at_activation, seq,
+				  unmounted);
 
 	mutex_lock(&bdsnap_reg_mutex);
 	if (s) {
@@ -454,7 +476,12 @@ static int bdsnap_sb_slot(struct bdsnap_session *s, struct super_block *sb)
 
 void bdsnap_mount_end(struct bdsnap_session *s, int ret, struct fs_context *fc)
 {
-	struct super_block *sb = ret ? NULL : fc->root->d_sb;
+	bdsnap_open_end(s, ret ? NULL : fc->root->d_sb);
+}
+
+/* The session's opener is done: sb joins its set, or NULL for a failed mount. */
+void bdsnap_open_end(struct bdsnap_session *s, struct super_block *sb)
+{
 	bool close, overflow = false;
 
 	mutex_lock(&bdsnap_reg_mutex);

@@ -382,6 +382,13 @@ export interface SessionMeta {
   seq: number;
   /** Mount time, Unix epoch, nanoseconds (a JSON number: exact to ~256 ns). */
   mountTimeNs: number;
+  /**
+   * How the session began: at a `mount` (its pre-state is the device before
+   * the mount), or at `activation` of a device whose filesystem was mounted
+   * already (its pre-state is that filesystem frozen, at `mountTimeNs`).
+   * `mount` when meta.json has no `began` (older modules).
+   */
+  began: SessionStart;
   /** End time, or 0 while open. */
   endTimeNs: number;
   /** Session state as the module recorded it. */
@@ -412,6 +419,11 @@ export interface SessionMeta {
    */
   durability: Durability | null;
 }
+
+/** How sessions can begin (meta.json `began`). */
+export const SESSION_STARTS = ["mount", "activation"] as const;
+/** How a session began. */
+export type SessionStart = typeof SESSION_STARTS[number];
 
 /** The guarantee meta.json claims: its `durability`, `flush` when absent. */
 export function metaDurability(meta: SessionMeta): Durability {
@@ -448,6 +460,7 @@ const OPTIONAL_META_FIELDS: ReadonlyArray<readonly [keyof SessionMeta, string, F
   ["unmountedWritesAfter", "unmounted_writes_after", "count"],
   ["deactivatedNs", "deactivated_ns", "time"],
   ["identity", "identity", "string"],
+  ["began", "began", "string"],
 ];
 
 /**
@@ -483,7 +496,7 @@ function checkField(json: string, type: FieldType, value: unknown): void {
  * Parse and check meta.json. Unknown extra fields are ignored; every field
  * of format 1 must be present with the right type, except those older
  * modules did not write (`durability`, `unmounted_writes_after`,
- * `deactivated_ns`, `identity`), which are checked when present.
+ * `deactivated_ns`, `identity`, `began`), which are checked when present.
  *
  * @param data The file's bytes (must be UTF-8) or text.
  * @throws {FormatError} naming the field, or with the byte offset of a JSON
@@ -530,6 +543,10 @@ export function parseMeta(data: Uint8Array | string): SessionMeta {
   }
   if (!(DEVICE_KINDS as readonly string[]).includes(meta.kind)) {
     throw new FormatError(`meta.json "kind" ${JSON.stringify(meta.kind)} is unknown`);
+  }
+  if ((meta.began as string) === "") meta.began = "mount";
+  if (!(SESSION_STARTS as readonly string[]).includes(meta.began)) {
+    throw new FormatError(`meta.json "began" ${JSON.stringify(meta.began)} is unknown`);
   }
   if (!(META_STATES as readonly string[]).includes(meta.state)) {
     throw new FormatError(`meta.json "state" ${JSON.stringify(meta.state)} is unknown`);

@@ -111,6 +111,7 @@ export async function writeSession(root: string, spec: SessionSpec): Promise<str
     fsType: spec.fsType ?? "ext4",
     seq: spec.seq,
     mountTimeNs: spec.mountTimeNs,
+    began: "mount",
     endTimeNs: state === "open" ? 0 : spec.mountTimeNs + 1_000_000_000,
     state,
     error: spec.error ?? "",

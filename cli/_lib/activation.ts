@@ -5,7 +5,7 @@
  */
 
 import { type Command, Option } from "./commander.ts";
-import { CliError, EXIT_FAILED, EXIT_NO_MODULE } from "./errors.ts";
+import { CliError, EXIT_NO_MODULE } from "./errors.ts";
 import { configDir, globals, report, storeRoot, warn } from "./context.ts";
 import { explained, isErrno, NOT_LOADED } from "./explain.ts";
 import { getPassword } from "./password.ts";
@@ -21,7 +21,12 @@ import {
   writeConfig,
 } from "../../lib/config.ts";
 import { deviceIdentity } from "../../lib/identity.ts";
-import { mountsOn } from "../../lib/mounted.ts";
+import {
+  type LiveSession,
+  protectMounted,
+  refuseSeveral,
+  untrackedFilesystems,
+} from "./live_session.ts";
 
 /**
  * The path handed to the kernel: absolute (relative to the current
@@ -88,20 +93,6 @@ export function recordIdentity(
   }
 }
 
-/**
- * Where `path` is mounted now, when the module does not know it (a device
- * deactivated while mounted continues its session if activated again):
- * "on /data (ext4)"; else null.
- */
-async function unprotectedMount(path: string): Promise<string | null> {
-  const mounts = await mountsOn(path);
-  if (mounts.length === 0) return null;
-  if (control.list().some((d) => d.name === path)) return null;
-  const m = mounts[0];
-  return `on ${m.mountPoint} (${m.fsType}, ${m.source})` +
-    (mounts.length > 1 ? ` and ${mounts.length - 1} more` : "");
-}
-
 /** Record the device in the configuration, or drop it from there (`--persistent`). */
 async function persist(device: ConfiguredDevice, keep: boolean): Promise<string> {
   const dir = configDir();
@@ -153,24 +144,11 @@ export function registerTargetCommand(program: Command, op: "activate" | "deacti
         const path = absolutePath(dev);
         const identity = deviceIdentity(path);
         let already = false;
-        let deferred = false;
+        let live: LiveSession | null = null;
         await audited({ command: op, device: path }, async () => {
           if (!control.isLoaded()) throw new CliError(NOT_LOADED, EXIT_NO_MODULE);
-          const mounted = activating ? await unprotectedMount(path) : null;
-          if (mounted !== null && !o.persistent) {
-            throw new CliError(
-              `${path} is mounted (${mounted}): sessions start at a mount, so this mount would ` +
-                "not be protected and its writes only counted. Unmount it, activate, and mount " +
-                "it again; or record it with --persistent, and the next boot activates it " +
-                "before it is mounted",
-              EXIT_FAILED,
-              { code: "busy" },
-            );
-          }
-          if (mounted !== null) {
-            deferred = true; // recorded below, for the next boot
-            return;
-          }
+          const mounted = activating ? await untrackedFilesystems(path) : [];
+          refuseSeveral(path, mounted);
           const pw = await getPassword({ file: o.passwordFile });
           const ctx = {
             op,
@@ -190,17 +168,33 @@ export function registerTargetCommand(program: Command, op: "activate" | "deacti
             }
           });
           if (activating) recordIdentity(opts, path, pw, identity);
+          if (mounted.length === 1 && !already) {
+            try {
+              live = protectMounted(path, pw, mounted[0]);
+            } catch (e) {
+              control.deactivate(path, pw, o.via); // as it was: not activated
+              throw e;
+            }
+          }
         });
-        const lines = deferred
-          ? [`not activated now: ${path} is mounted; it is activated at the next boot`]
-          : [`${activating ? "activated" : "deactivated"} ${path}${already ? " (already)" : ""}`];
+        const lines = [
+          `${activating ? "activated" : "deactivated"} ${path}${already ? " (already)" : ""}`,
+        ];
+        const began = live as LiveSession | null;
+        if (began !== null) {
+          lines.push(
+            `${began.mountPoint} (${began.fsType}) was mounted: its session began now, from ` +
+              `its state frozen for the start (${began.seconds.toFixed(2)} s)`,
+          );
+        }
         if (o.persistent) {
           const kind = usableTarget(path) && Deno.statSync(path).isFile ? "file" : "block";
           lines.push(await persist({ identity: identity ?? "", path, kind }, activating));
         }
         report(opts, lines, {
           device: path,
-          activated: activating && !deferred,
+          activated: activating,
+          began_at_activation: began?.mountPoint ?? null,
           via: o.via,
           identity,
           persistent: Boolean(o.persistent),

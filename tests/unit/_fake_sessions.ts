@@ -69,6 +69,7 @@ export function fakeSession(spec: FakeSpec): Session {
       fsType: "ext4",
       seq: spec.seq,
       mountTimeNs,
+      began: "mount",
       endTimeNs: metaState === "open" ? 0 : mountTimeNs + 30e9,
       state: metaState,
       error: metaState === "failed" ? "No space left on device (ENOSPC)" : "",

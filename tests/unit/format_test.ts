@@ -130,6 +130,7 @@ function meta(over: Partial<SessionMeta> = {}): SessionMeta {
     fsType: "ext4",
     seq: 1,
     mountTimeNs: 1795332181123456789,
+    began: "mount",
     endTimeNs: 0,
     state: "open",
     error: "",
@@ -261,4 +262,17 @@ Deno.test("format: store names and session ids", () => {
   assert.equal(parseSessionId("dev_vdb_20261322T072301.123456Z"), null); // month 13
   assert.equal(parseSessionId("lost+found"), null);
   assert.equal(parseSessionId("a_b_c_20260101T000000.000000Z")?.name, "a_b_c");
+});
+
+Deno.test("format: meta.json began: absent is a mount (older modules), activation kept, others refused", () => {
+  const { began: _, ...old } = JSON.parse(encodeMeta(meta()));
+  assert.equal(parseMeta(JSON.stringify(old)).began, "mount");
+  const live = parseMeta(encodeMeta(meta({ began: "activation" })));
+  assert.equal(live.began, "activation");
+  assert.match(encodeMeta(live), /"began": "activation"/);
+  assert.throws(
+    () => parseMeta(JSON.stringify({ ...old, began: "boot" })),
+    /"began" "boot" is unknown/,
+  );
+  assert.throws(() => parseMeta(JSON.stringify({ ...old, began: 1 })), /"began" must be a string/);
 });

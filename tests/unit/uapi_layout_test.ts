@@ -215,6 +215,7 @@ Deno.test("uapi layout: the header parser finds every struct", async () => {
     "bdsnap_map_header",
     "bdsnap_map_record",
     "bdsnap_passwd_change",
+    "bdsnap_protect_mount",
     "bdsnap_status",
     "bdsnap_target",
     "bdsnap_version",

@@ -3,12 +3,13 @@
  * Every refusal gives its documented errno and changes nothing: wrong
  * password, unprivileged caller, NULL and invalid pointers, unterminated and
  * overlong names, a nonexistent device, double activate, deactivate of an
- * inactive device, a store on the device itself, activating a mounted device.
+ * inactive device, a store on the device itself, activating a mounted device
+ * that cannot be frozen, PROTECT_MOUNT on the wrong filesystem.
  * Through the system calls (raw, via FFI) and through the CLI's exit codes.
  */
 import assert from "node:assert/strict";
 import { cstring, ErrnoError, syscall } from "../../ffi/libc.ts";
-import { setIdentity } from "../../ffi/control.ts";
+import { protectMount, setIdentity } from "../../ffi/control.ts";
 import { sh, shTry, testDisks } from "./_helpers.ts";
 import { activate, bdsnapTry, deactivate, loadModule, PASSWORD_FILE } from "./_bdsnap.ts";
 
@@ -98,6 +99,35 @@ Deno.test("SET_IDENTITY: refused for a bad password, an inactive device, bad tex
   assert.equal(errnoOf(() => syscall("d", deact, cstring(dev), pw)), "OK");
 });
 
+Deno.test("PROTECT_MOUNT: refused for an inactive device, a bad password, another disk's or no disk's filesystem, a device in session", async () => {
+  await loadModule();
+  const { act, deact } = await numbers();
+  const [dev, other] = testDisks();
+  const pw = cstring(PASSWORD);
+  const protect = (path: string, password: string, mnt: string) =>
+    errnoOf(() => protectMount(path, password, mnt));
+  await sh(`mkfs.ext4 -q -F ${dev} && mkfs.ext4 -q -F ${other} && mkdir -p /mnt/pa /mnt/pb`);
+  await sh(`mount ${dev} /mnt/pa && mount ${other} /mnt/pb`);
+  try {
+    const before = await sh("ls /snapshot");
+    assert.equal(protect(dev, PASSWORD, "/mnt/pa"), "EALREADY", "not activated");
+    assert.equal(errnoOf(() => syscall("a", act, cstring(dev), pw)), "OK");
+    assert.equal(protect(dev, "wrong password", "/mnt/pa"), "EPERM");
+    assert.equal(protect(dev, PASSWORD, "/mnt/pb"), "EXDEV", "the other disk's filesystem");
+    assert.equal(protect(dev, PASSWORD, "/run"), "ENOTBLK", "tmpfs");
+    assert.equal(protect(dev, PASSWORD, "/nonexistent"), "ENOENT");
+    assert.equal(await sh("ls /snapshot"), before, "no session from a refusal");
+    // A second mount of it, made since the activation, opened a session:
+    // the first mount cannot start another.
+    await sh(`mkdir -p /mnt/pc && mount ${dev} /mnt/pc`);
+    assert.equal(protect(dev, PASSWORD, "/mnt/pa"), "EBUSY", "in session already");
+    await sh("umount /mnt/pc");
+    assert.equal(errnoOf(() => syscall("d", deact, cstring(dev), pw)), "OK");
+  } finally {
+    await sh("umount /mnt/pa; umount /mnt/pb; true");
+  }
+});
+
 Deno.test("unprivileged callers get EPERM from syscalls and exit 3 from the CLI", async () => {
   await loadModule();
   const [dev] = testDisks();
@@ -139,13 +169,14 @@ Deno.test("CLI exit codes: wrong password 3, bad device 1, module missing 4", as
   assert.equal(twice.code, 1);
   assert.match(twice.stderr, /EALREADY|already/i);
   await deactivate(dev, "ioctl");
-  // A mounted device: refused, and nothing activated (its mount would not be a session).
-  await sh(`mkfs.ext4 -q -F ${dev} && mkdir -p /mnt/bi && mount ${dev} /mnt/bi`);
+  // A mounted filesystem that cannot be frozen (vfat): refused, with what
+  // to do, and nothing activated (its session could not start consistent).
+  await sh(`mkfs.vfat ${dev} >/dev/null && mkdir -p /mnt/bi && mount ${dev} /mnt/bi`);
   const mounted = await bdsnapTry(`activate ${dev} --password-file ${PASSWORD_FILE} --json`);
   await sh("umount /mnt/bi");
   assert.equal(mounted.code, 1, mounted.stderr);
-  assert.match(mounted.stderr, /is mounted \(on \/mnt\/bi \(ext4/);
-  assert.equal(JSON.parse(mounted.stdout).error.code, "busy");
+  assert.match(mounted.stderr, /vfat cannot be frozen, .*\/mnt\/bi .*Unmount it, activate/);
+  assert.equal(JSON.parse(mounted.stdout).error.code, "invalid");
   const st = JSON.parse((await bdsnapTry("status --json")).stdout);
   assert.deepEqual(st.devices ?? [], [], "nothing activated");
   await sh("rmmod bdsnap");

@@ -137,6 +137,23 @@ struct bdsnap_identity {
 	__u64 identity;		/* user pointer: NUL-terminated identity */
 };
 
+/*
+ * PROTECT_MOUNT: a session, from now on, for a filesystem on an activated
+ * device that was mounted before the activation, so its mount opened none.
+ * The filesystem is frozen while the session opens, so the session's
+ * pre-state is consistent; its meta.json says "began": "activation".
+ * mount_fd: an open file or directory on that filesystem. Checked like
+ * ACTIVATE; then EOPNOTSUPP: it cannot be frozen; EXDEV: not on that
+ * device; EBUSY: the device has a session already, or (before Linux 6.6)
+ * the filesystem is frozen already.
+ */
+struct bdsnap_protect_mount {
+	__u64 path;		/* user pointer: the device as activated */
+	__u64 passwd;		/* user pointer: NUL-terminated password */
+	__s32 mount_fd;
+	__u32 flags;		/* 0 */
+};
+
 #define BDSNAP_IOC_MAGIC	0xB5
 
 #define BDSNAP_IOC_ACTIVATE	_IOW(BDSNAP_IOC_MAGIC, 1, struct bdsnap_target)
@@ -146,6 +163,7 @@ struct bdsnap_identity {
 #define BDSNAP_IOC_LIST		_IOWR(BDSNAP_IOC_MAGIC, 5, struct bdsnap_list)
 #define BDSNAP_IOC_SET_PASSWORD	_IOW(BDSNAP_IOC_MAGIC, 6, struct bdsnap_passwd_change)
 #define BDSNAP_IOC_SET_IDENTITY	_IOW(BDSNAP_IOC_MAGIC, 7, struct bdsnap_identity)
+#define BDSNAP_IOC_PROTECT_MOUNT _IOW(BDSNAP_IOC_MAGIC, 8, struct bdsnap_protect_mount)
 
 /*
  * The on-disk store format (blocks.map). docs/FORMAT.md is the prose; these

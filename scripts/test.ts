@@ -199,6 +199,7 @@ const HARNESS_EXPECTED: Record<string, number> = {
   // fresh clone are their directives' limits), not at the tail of the run.
   "power_cut_test.ts": 1000,
   "reboot_test.ts": 1000,
+  "install_test.ts": 1000,
   "bench_quick_test.ts": 950,
 };
 
@@ -216,7 +217,9 @@ export function rotatingKernel<T>(series: readonly T[], now = new Date()): T {
  * The kernels a harness test file boots, one job each, so that the pool
  * spreads them: the benchmark's quick run boots one (it proves the
  * benchmark runs, not a kernel); the reboot test, three boots long, every
- * kernel in the full tier and one a day (rotating) in the core tier;
+ * kernel in the full tier and one a day (rotating) in the core tier; the
+ * install test (a DKMS build in the guest) likewise, rotating the other
+ * way so that it is another kernel's turn than the reboot test's;
  * everything else every kernel.
  */
 export function harnessKernels<T extends { series: string }>(
@@ -232,6 +235,9 @@ export function harnessKernels<T extends { series: string }>(
   }
   if (name === "reboot_test.ts" && kernels.some((k) => tierOf(k.series) === "core")) {
     return [rotatingKernel(kernels, now)];
+  }
+  if (name === "install_test.ts" && kernels.some((k) => tierOf(k.series) === "core")) {
+    return [rotatingKernel([...kernels].reverse(), now)];
   }
   return [...kernels];
 }

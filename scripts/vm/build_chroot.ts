@@ -26,7 +26,7 @@ function chrootDir(release: string): string {
 }
 
 /** Run a command inside the chroot, with /proc, /dev and `binds` mounted. */
-async function inChroot(
+export async function inChroot(
   root: string,
   command: string[],
   binds: string[] = [],

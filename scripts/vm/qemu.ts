@@ -62,6 +62,16 @@ export interface VmOptions {
   onStart?: (child: Deno.ChildProcess) => void;
   /** Called with the guest command's output as it arrives (power-cut tests time the kill). */
   onOutput?: (text: string) => void;
+  /**
+   * A directory to boot as the guest's root instead of the host's (default
+   * "/"): a server of another Debian release (guest_root.ts). It must hold
+   * bash, coreutils, util-linux and kmod for stage 2, and the kernel's
+   * modules at /lib/modules/<release>. The repository is mounted at its own
+   * path, read-only with a tmpfs overlay like the root.
+   */
+  root?: string;
+  /** Host directories mounted at their own paths in the guest, read-only with a tmpfs overlay. */
+  shares?: string[];
 }
 
 /** How a run ended. */
@@ -166,6 +176,14 @@ async function boot(opts: VmOptions, accel: "kvm" | "tcg"): Promise<VmResult> {
   await Deno.writeTextFile(`${results}/cmd.sh`, opts.command + "\n");
 
   const consoleLog = `${runDir}/console.log`;
+  const root = opts.root ?? "/";
+  // A root of its own does not hold the repository (stage 2 lives there).
+  const shares = root === "/" ? opts.shares ?? [] : [REPO, ...opts.shares ?? []];
+  for (const s of shares) {
+    if (!/^\/[^\s,]*$/.test(s)) {
+      throw new Error(`share '${s}': an absolute path without spaces or commas`);
+    }
+  }
   const append = [
     "console=ttyS0",
     "loglevel=5",
@@ -179,7 +197,9 @@ async function boot(opts: VmOptions, accel: "kvm" | "tcg"): Promise<VmResult> {
     "random.trust_cpu=on",
     `bdsnap.stage2=${REPO}/scripts/vm/guest/stage2.sh`,
     `bdsnap.release=${k.release}`,
-    `bdsnap.modules=${k.modules}`,
+    // A root of its own has the kernel's modules in place already.
+    `bdsnap.modules=${root === "/" ? k.modules : `/lib/modules/${k.release}`}`,
+    shares.length > 0 ? `bdsnap.shares=${shares.join(",")}` : "",
     `bdsnap.overlay=${Math.floor((opts.memory ?? 2048) / 2)}M`,
     // Under TCG a vCPU thread the host does not schedule for a while looks,
     // from inside, like a CPU stuck in the kernel: soft-lockup and RCU-stall
@@ -218,10 +238,16 @@ async function boot(opts: VmOptions, accel: "kvm" | "tcg"): Promise<VmResult> {
     "-serial",
     "chardev:out",
     "-virtfs",
-    "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap",
+    `local,path=${root},mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap`,
     "-virtfs",
     `local,path=${results},mount_tag=results,security_model=none,multidevs=remap`,
   ];
+  shares.forEach((s, i) =>
+    args.push(
+      "-virtfs",
+      `local,path=${s},mount_tag=share${i},security_model=none,readonly=on,multidevs=remap`,
+    )
+  );
   // discard=unmap on the test disks: a discard in the guest punches a hole in
   // the sparse file, so it reads back zeroes. A discard that got past a
   // session would then change the device, and the tests' sha256 would see it.

@@ -111,6 +111,7 @@ for (const series of kernels) {
       diskFiles: [disk],
       storeFile: store,
       timeout: 1500,
+      memory: 3072,
       env: {
         INSTALL_SERVER_SH: commands.server.join("\n"),
         INSTALL_MANUAL_SH: commands.manual.join("\n"),

@@ -179,7 +179,11 @@ async function stageLicenses(o: CliDebOptions, pkgs: NpmPackage[]): Promise<void
     const text = await Deno.readTextFile(c).catch(() => null);
     if (text !== null) return await writeFile(`${dest}/deno/${DENO_VERSION}/LICENSE`, text);
   }
-  throw new Error(`no licence file beside the Deno binary (looked at ${candidates.join(", ")})`);
+  throw new Error(
+    `no licence file beside the Deno binary (looked at ${candidates.join(", ")}): the package ` +
+      `ships Deno with its licence, which the npm package has; run \`npx -y deno@${DENO_VERSION} ` +
+      `task package\` as the README does`,
+  );
 }
 
 /** Stage the licence texts of what the program carries; its copyright file. */

@@ -13,6 +13,8 @@ mount -t sysfs sysfs /sys
 mkdir -p /dev/pts /dev/shm
 mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts /dev/pts
 mount -t tmpfs tmpfs /dev/shm
+# What udev makes on a real system; bash's process substitution needs it.
+[ -e /dev/fd ] || ln -s /proc/self/fd /dev/fd
 # /tmp stays the overlay's (already writable, in memory): a tmpfs here would
 # hide a repository that lives under the host's /tmp.
 mount -t tmpfs -o mode=0755 tmpfs /run

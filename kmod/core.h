@@ -301,7 +301,7 @@ struct bdsnap_session *bdsnap_mount_begin(struct fs_context *fc);
 void bdsnap_mount_end(struct bdsnap_session *s, int ret, struct fs_context *fc);
 struct bdsnap_session *bdsnap_open_begin(struct bdsnap_dev *dev, dev_t devt,
 					 dev_t target, const char *fs_type,
-					 bool at_activation);
+					 struct super_block *freeze);
 void bdsnap_open_end(struct bdsnap_session *s, struct super_block *sb);
 struct bdsnap_session *bdsnap_umount_begin(struct super_block *sb, bool *last);
 void bdsnap_umount_end(struct bdsnap_session *s, bool last);

@@ -4,9 +4,10 @@
  * activated (BDSNAP_IOC_PROTECT_MOUNT).
  *
  * Its mount went by before bdsnap could see it, so its pre-state is taken
- * the way a live snapshot is: freeze the filesystem (all it has written is
- * on the device, its journal is clean, and nothing more can be written),
- * open and publish the session, thaw. Writes from the thaw on are the
+ * the way a live snapshot is: create the session's store, freeze the
+ * filesystem (all it has written is on the device, its journal is clean,
+ * and nothing more can be written), publish the session, thaw. The store is
+ * made before the freeze, so a store that hangs holds no writer. Writes from the thaw on are the
  * session's. The super_block joins the session's set as a mount's would, so
  * its unmount closes the session. The caller's file on the filesystem holds
  * the mount, and with it an active reference on the super_block, for the
@@ -66,26 +67,16 @@ int bdsnap_protect_mount(const char *path, int mount_fd)
 		goto out_on;
 	}
 
-	ret = bdsnap_freeze_super(sb);
-	if (ret) {
-		pr_err("%s: cannot freeze %s on %u:%u to start a session: %pe\n",
-		       on->name, sb->s_type->name, MAJOR(devt), MINOR(devt),
-		       ERR_PTR(ret));
-		goto out_on;
-	}
-	/* Consumes the reference on "on". */
-	s = bdsnap_open_begin(on, devt, target, sb->s_type->name, true);
+	/* Consumes the reference on "on"; leaves sb frozen if it opened one. */
+	s = bdsnap_open_begin(on, devt, target, sb->s_type->name, sb);
 	on = NULL;
-	if (IS_ERR(s))
-		ret = PTR_ERR(s);
-	else if (!s)
-		ret = -EIO;	/* why is in the log */
-	if (!ret) {
-		pr_info("%s: session %s began at activation (%s on %u:%u, frozen meanwhile)\n",
-			s->dev->name, s->id, sb->s_type->name, MAJOR(devt),
-			MINOR(devt));
-		bdsnap_open_end(s, sb);
+	if (IS_ERR_OR_NULL(s)) {
+		ret = s ? PTR_ERR(s) : -EIO;	/* NULL: why is in the log */
+		goto out_file;
 	}
+	pr_info("%s: session %s began at activation (%s on %u:%u, frozen meanwhile)\n",
+		s->dev->name, s->id, sb->s_type->name, MAJOR(devt), MINOR(devt));
+	bdsnap_open_end(s, sb);
 	thawed = bdsnap_thaw_super(sb);
 	if (thawed)
 		pr_err("%s: thawing %u:%u failed: %pe\n", path, MAJOR(devt),

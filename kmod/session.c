@@ -99,6 +99,19 @@ static int bdsnap_store_open_fn(void *arg)
 	return bdsnap_store_open(s, name);
 }
 
+struct bdsnap_close_args {
+	struct bdsnap_session *s;
+	bool discard;
+};
+
+static int bdsnap_store_close_fn(void *arg)
+{
+	struct bdsnap_close_args *a = arg;
+
+	bdsnap_store_close(a->s, a->discard);
+	return 0;
+}
+
 /* Everything that needs no lock and may sleep; NULL: mount unprotected. */
 static struct bdsnap_session *bdsnap_session_create(struct bdsnap_dev *dev,
 						    dev_t devt,
@@ -173,6 +186,16 @@ err:
 	return NULL;
 }
 
+/* A session created but never published: its store goes, as for an empty failed mount. */
+static void bdsnap_session_discard(struct bdsnap_session *s)
+{
+	struct bdsnap_close_args a = { .s = s, .discard = true };
+
+	bdsnap_call_in_worker(bdsnap_store_close_fn, &a);
+	bdsnap_chunkmap_destroy(&s->map);
+	kfree(s);
+}
+
 /*
  * Writes to the device counted outside any session up to now belong to
  * this one's meta.json. Called after publication and a grace period, so no
@@ -211,22 +234,26 @@ struct bdsnap_session *bdsnap_mount_begin(struct fs_context *fc)
 	dev = bdsnap_dev_for_mount(devt, &target);
 	if (!dev)
 		return NULL;
-	return bdsnap_open_begin(dev, devt, target, fc->fs_type->name, false);
+	return bdsnap_open_begin(dev, devt, target, fc->fs_type->name, NULL);
 }
 
 /*
  * The session of dev for a filesystem of type fs_type on devt (target: the
  * device of dev it reaches), joined or opened; consumes the caller's
- * reference on dev. at_activation: the filesystem was mounted before, and
- * is frozen (live.c); it never joins a session, and gets NULL with the
- * reason logged if it cannot open one.
+ * reference on dev. freeze: a filesystem mounted before the activation
+ * (live.c), frozen once its session's store is ready and before the session
+ * is published, so that a store that does not answer never holds it frozen.
+ * It never joins a session; on success it is left frozen for the caller to
+ * thaw, on failure (an error pointer, or NULL with the reason logged) not.
  */
 struct bdsnap_session *bdsnap_open_begin(struct bdsnap_dev *dev, dev_t devt,
 					 dev_t target, const char *fs_type,
-					 bool at_activation)
+					 struct super_block *freeze)
 {
 	struct bdsnap_session *s = NULL;
+	bool at_activation = freeze;
 	u64 seq, unmounted;
+	int ret;
 
 	mutex_lock(&bdsnap_reg_mutex);
 	for (;;) {
@@ -278,9 +305,19 @@ struct bdsnap_session *bdsnap_open_begin(struct bdsnap_dev *dev, dev_t devt,
 
 	s = bdsnap_session_create(dev, target, fs_type, at_activation, seq,
 				  unmounted);
+	if (s && freeze) {
+		ret = bdsnap_freeze_super(freeze);
+		if (ret) {
+			pr_err("%s: cannot freeze %s on %u:%u to start a session: %pe\n",
+			       dev->name, fs_type, MAJOR(devt), MINOR(devt),
+			       ERR_PTR(ret));
+			bdsnap_session_discard(s);
+			s = ERR_PTR(ret);
+		}
+	}
 
 	mutex_lock(&bdsnap_reg_mutex);
-	if (s) {
+	if (!IS_ERR_OR_NULL(s)) {
 		refcount_inc(&dev->ref);
 		dev->nr_sessions = seq;
 		s->getters = 1;
@@ -295,7 +332,7 @@ struct bdsnap_session *bdsnap_open_begin(struct bdsnap_dev *dev, dev_t devt,
 	wake_up_all(&bdsnap_reg_wq);
 	mutex_unlock(&bdsnap_reg_mutex);
 
-	if (s) {
+	if (!IS_ERR_OR_NULL(s)) {
 		bdsnap_take_unmounted(s);
 		bdsnap_watchdog_arm();
 		pr_info("%s: session %s opened (%s on %u:%u, chunk %u)\n",
@@ -309,19 +346,6 @@ out_unlock:
 	mutex_unlock(&bdsnap_reg_mutex);
 	bdsnap_dev_put(dev);
 	return s;
-}
-
-struct bdsnap_close_args {
-	struct bdsnap_session *s;
-	bool discard;
-};
-
-static int bdsnap_store_close_fn(void *arg)
-{
-	struct bdsnap_close_args *a = arg;
-
-	bdsnap_store_close(a->s, a->discard);
-	return 0;
 }
 
 /* The store worker is inside a store write or sync that does not return. */

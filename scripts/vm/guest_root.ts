@@ -11,13 +11,12 @@
  * build chroot so that its packages are only those of a minimal server: no
  * headers, no compiler, no dkms until the test installs them.
  *
- * A root of its own holds the kernel's modules at /lib/modules/<release>, as
- * an installed linux-image would: hard links to the unpacked kernel's tree,
- * without its `build` link, which the headers package brings.
+ * A root of its own has the kernel's linux-image package installed, as a
+ * server running that kernel has; its headers come with the install.
  * @module
  */
 import type { Kernel } from "./kernels.ts";
-import { debianRelease } from "./build_chroot.ts";
+import { debianRelease, inChroot } from "./build_chroot.ts";
 import { aptInstall } from "./apt.ts";
 import { haveCommand, log, runChecked } from "./_process.ts";
 import { downloadCacheDir } from "./paths.ts";
@@ -103,20 +102,35 @@ async function ensureRoot(release: string): Promise<string> {
   return root;
 }
 
-/** The kernel's modules in the root, as its linux-image package would put them. */
-async function installModules(root: string, k: Kernel): Promise<void> {
-  const dest = `${root}/usr/lib/modules/${k.release}`;
-  const stamp = `${dest}/.bdsnap-${k.packageVersion}`;
-  if (await exists(stamp)) return;
-  const tmp = `${dest}.new`;
-  await Deno.remove(tmp, { recursive: true }).catch(() => {});
-  await Deno.mkdir(`${root}/usr/lib/modules`, { recursive: true });
-  // Hard links: the same file system, and neither side ever writes them.
-  await runChecked("cp", ["-al", `${await Deno.realPath(k.modules)}/.`, tmp]);
-  for (const link of ["build", "source"]) await Deno.remove(`${tmp}/${link}`).catch(() => {});
-  await Deno.writeTextFile(`${tmp}/.bdsnap-${k.packageVersion}`, "");
-  await Deno.remove(dest, { recursive: true }).catch(() => {});
-  await Deno.rename(tmp, dest);
+/**
+ * The kernel's own linux-image package, installed in the root on the host
+ * (natively: about 40 s with its initramfs) as it is on a server running that
+ * kernel. Its headers depend on it, so without it the guest's apt would
+ * unpack it and build two initramfs images under emulation, minutes each.
+ * Serialised by a lock: jobs of two kernels may share the root.
+ */
+async function installImage(root: string, k: Kernel): Promise<void> {
+  const pkg = `linux-image-${k.release}`;
+  const have = await inChroot(root, ["dpkg-query", "-W", "-f=${Status} ${Version}", pkg]);
+  if (have.code === 0 && have.output === `install ok installed ${k.packageVersion}`) return;
+  log(`installing ${pkg} ${k.packageVersion} in the guest root`);
+  const r = await inChroot(
+    root,
+    [
+      "flock",
+      "/var/lib/dpkg/bdsnap-image.lock",
+      "apt-get",
+      "install",
+      "-y",
+      "--no-install-recommends",
+      `${pkg}=${k.packageVersion}`,
+    ],
+    [],
+    { DEBIAN_FRONTEND: "noninteractive" },
+  );
+  if (r.code !== 0) {
+    throw new Error(`installing ${pkg} in ${root} failed:\n${r.output.slice(-3000)}`);
+  }
 }
 
 /** The system a server of this kernel runs, ready to boot. */
@@ -124,6 +138,6 @@ export async function guestSystem(k: Kernel): Promise<GuestSystem> {
   const release = serverRelease(k.release);
   if (release === "bookworm") return { name: NAMES[release], release, root: "/" };
   const root = await ensureRoot(release);
-  await installModules(root, k);
+  await installImage(root, k);
   return { name: NAMES[release], release, root };
 }

@@ -172,7 +172,14 @@ export function registerTargetCommand(program: Command, op: "activate" | "deacti
             try {
               live = protectMounted(path, pw, mounted[0]);
             } catch (e) {
-              control.deactivate(path, pw, o.via); // as it was: not activated
+              try {
+                control.deactivate(path, pw, o.via); // as it was: not activated
+              } catch (undo) {
+                warn(
+                  opts,
+                  `${path} stays activated: ${undo instanceof Error ? undo.message : undo}`,
+                );
+              }
               throw e;
             }
           }

@@ -65,9 +65,10 @@ dd if=/dev/urandom of=/mnt/t/b.bin bs=64k count=32 status=none
 echo after >/mnt/t/a.txt
 umount /mnt/t
 [ "$(hash "$disk")" != "$h0" ] || fail "the session's writes did not change the device"
+# A restore needs the device deactivated (the restorer refuses an activated one).
+bdsnap deactivate "$disk" --password-file $pw
 bdsnap restore "$disk" --session 1 --yes
 [ "$(hash "$disk")" = "$h0" ] || fail "after restore: the device differs from before the mount"
-bdsnap deactivate "$disk" --password-file $pw
 bdsnap unload
 echo "@@ restored exactly"
 

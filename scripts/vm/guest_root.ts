@@ -109,6 +109,11 @@ async function ensureRoot(release: string): Promise<string> {
  * unpack it and build two initramfs images under emulation, minutes each.
  * Serialised by a lock: jobs of two kernels may share the root.
  */
+/** The release a root was made for (its `.complete` stamp). */
+function release(root: string): string {
+  return Deno.readTextFileSync(`${root}/.complete`).trim();
+}
+
 async function installImage(root: string, k: Kernel): Promise<void> {
   const pkg = `linux-image-${k.release}`;
   const have = await inChroot(root, ["dpkg-query", "-W", "-f=${Status} ${Version}", pkg]);
@@ -123,6 +128,8 @@ async function installImage(root: string, k: Kernel): Promise<void> {
       "install",
       "-y",
       "--no-install-recommends",
+      // A backported kernel pre-depends on backports' linux-base.
+      ...(k.packageVersion.includes("~bpo") ? ["-t", `${release(root)}-backports`] : []),
       `${pkg}=${k.packageVersion}`,
     ],
     [],

@@ -1,9 +1,9 @@
 /**
  * The mounts a device or image file carries now: those of the block device,
  * of its partitions, and of the loop devices (and their partitions) backed by
- * the image. `bdsnap activate` refuses such a device, because the module
- * opens sessions at mount time: the mount that exists would not be one, and
- * its writes would only be counted (docs/CLI.md, "activate").
+ * the image. The module opens sessions at mount time, so `bdsnap activate`
+ * has the module start the session of such a mount itself, frozen for the
+ * start (cli/_lib/live_session.ts; docs/CLI.md, "activate").
  * @module
  */
 

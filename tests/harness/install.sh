@@ -20,9 +20,6 @@ store_listing() { (cd /snapshot && find . -printf '%p %s %m\n' | sort && find . 
 echo "@@ system: $(. /etc/os-release && echo "$PRETTY_NAME"), kernel $rel"
 
 step setup
-# What udev makes on a server, and stage 2 does not: dkms uses process
-# substitution, which needs /dev/fd.
-[ -e /dev/fd ] || ln -s /proc/self/fd /dev/fd
 # The mirror instead of the network: the only apt source.
 rm -f /etc/apt/sources.list /etc/apt/sources.list.d/*
 echo "$INSTALL_APT_LINE" >/etc/apt/sources.list.d/bdsnap-test-mirror.list

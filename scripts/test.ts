@@ -143,7 +143,7 @@ async function runVmFile(k: Kernel, file: string, tier: Tier): Promise<void> {
     (why, first) =>
       console.log(
         `[test] ${name}: the guest failed before the command started (${why}); ` +
-          `logs: ${first.runDir}; booting again, once`,
+          `logs: ${first.runDir}; booting again`,
       ),
   );
   console.log(r.output.trimEnd());

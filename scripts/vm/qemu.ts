@@ -108,23 +108,30 @@ export async function runVm(opts: VmOptions): Promise<VmResult> {
 }
 
 /**
- * runVm, and once more when the guest failed before its command started (an
- * int3 oops from kernel text patching, or a hang, in early boot under TCG).
- * Nothing of ours had run, so the first boot tested nothing and left the
- * disks as they were. `onRetry` is told why, with the first run's logs.
+ * runVm, and again (up to BOOT_ATTEMPTS boots) while the guest fails before
+ * its command starts: an int3 oops from kernel text patching, or a hang, in
+ * early boot under TCG. Nothing of ours had run, so such a boot tested nothing
+ * and left the disks as they were. CI once saw two in a row on 6.12, so one
+ * retry was not enough. `onRetry` is told why, with the failed run's logs.
  */
 export async function runVmRetryingBoot(
   opts: VmOptions,
-  onRetry: (why: string, first: VmResult) => void,
+  onRetry: (why: string, failed: VmResult) => void,
 ): Promise<VmResult> {
-  const first = await runVm(opts);
-  if (first.bootSeconds !== null || first.timedOut) return first;
-  const why = first.bootHung
-    ? "boot hung"
-    : first.findings.map((f) => `${f.kind}: ${f.line}`).join("; ") || "no exit status";
-  onRetry(why, first);
-  return await runVm(opts);
+  for (let attempt = 1;; attempt++) {
+    const r = await runVm(opts);
+    if (r.bootSeconds !== null || r.timedOut || attempt === BOOT_ATTEMPTS) return r;
+    onRetry(
+      r.bootHung
+        ? "boot hung"
+        : r.findings.map((f) => `${f.kind}: ${f.line}`).join("; ") || "no exit status",
+      r,
+    );
+  }
 }
+
+/** Boots runVmRetryingBoot tries before it reports an early-boot failure. */
+export const BOOT_ATTEMPTS = 3;
 
 async function boot(opts: VmOptions, accel: "kvm" | "tcg"): Promise<VmResult> {
   const k = opts.kernel;

@@ -125,7 +125,7 @@ export async function boot(
   }, (why, first) => {
     bootRetry = why;
     log(
-      `the guest failed before its command started (${why}); logs in ${first.runDir}; booting again, once`,
+      `the guest failed before its command started (${why}); logs in ${first.runDir}; booting again`,
     );
   });
   const { runs, notes } = parseGuestOutput(r.output);

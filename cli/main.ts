@@ -27,6 +27,7 @@ import * as prune from "./prune.ts";
 import * as restore from "./restore.ts";
 import * as exportCmd from "./export.ts";
 import * as verify from "./verify.ts";
+import * as view from "./view.ts";
 import * as completions from "./completions.ts";
 
 /** The program's version, as `bdsnap --version` prints it. */
@@ -48,6 +49,7 @@ const COMMANDS: ReadonlyArray<{ register(program: Command): void }> = [
   prune,
   restore,
   exportCmd,
+  view,
   verify,
   completions,
 ];

@@ -81,6 +81,7 @@ const NR = {
   fsync: 74,
   openat: 257,
   pipe2: 293,
+  socketpair: 53,
 } as const;
 
 /** openat(2)'s "relative to the current directory". */
@@ -104,6 +105,21 @@ const SYMBOLS = {
     result: "isize",
     nonblocking: true,
   },
+  // ioctl(2) with an integer argument; the blocking one on a worker thread.
+  ioctlWord: { name: "ioctl", parameters: ["i32", "u64", "u64"], result: "i32" },
+  ioctlWordAsync: {
+    name: "ioctl",
+    parameters: ["i32", "u64", "u64"],
+    result: "i32",
+    nonblocking: true,
+  },
+  readAsync: {
+    name: "read",
+    parameters: ["i32", "buffer", "usize"],
+    result: "isize",
+    nonblocking: true,
+  },
+  socketpair: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },
   fsync: { parameters: ["i32"], result: "i32" },
   mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
   munmap: { parameters: ["pointer", "usize"], result: "i32" },
@@ -213,6 +229,53 @@ export function ioctl(
   return Number(
     sys(op, NR.ioctl, [fd, request, arg], () => BigInt(libc().ioctl(fd, BigInt(request), arg))),
   );
+}
+
+/** ioctl(2) with an integer argument. Returns the result or throws {@linkcode ErrnoError}. */
+export function ioctlWord(op: string, fd: number, request: number, value: number): number {
+  return Number(
+    sys(
+      op,
+      NR.ioctl,
+      [fd, request, value],
+      () => BigInt(libc().ioctlWord(fd, BigInt(request), BigInt(value))),
+    ),
+  );
+}
+
+/**
+ * ioctl(2) with an integer argument on a worker thread, for a request that
+ * blocks (NBD_DO_IT runs until the device is disconnected). Resolves to the
+ * result; the worker thread's errno cannot be read, so -1 is all a failure says.
+ */
+export async function ioctlWordAsync(fd: number, request: number, value: number): Promise<number> {
+  return await libc().ioctlWordAsync(fd, BigInt(request), BigInt(value));
+}
+
+/**
+ * read(2) on a worker thread: resolves to the byte count, 0 at end of file,
+ * or -1 on an error (the worker's errno cannot be read).
+ * `buf` must stay unused until the promise settles.
+ */
+export async function readAsync(fd: number, buf: Uint8Array<ArrayBuffer>): Promise<number> {
+  return Number(await libc().readAsync(fd, buf, BigInt(buf.length)));
+}
+
+const AF_UNIX = 1;
+const SOCK_STREAM = 1;
+const SOCK_CLOEXEC = 0o2000000;
+
+/** socketpair(2) of connected Unix stream sockets, close-on-exec. */
+export function socketPair(): [number, number] {
+  const fds = alloc(8);
+  sys(
+    "socketpair",
+    NR.socketpair,
+    [AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds],
+    () => BigInt(libc().socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds)),
+  );
+  const v = new DataView(fds.buffer);
+  return [v.getInt32(0, true), v.getInt32(4, true)];
 }
 
 /** open(2). Returns a file descriptor or throws {@linkcode ErrnoError}. */

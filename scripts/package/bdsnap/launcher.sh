@@ -20,6 +20,8 @@ DENO_DIR=$cache
 DENO_NO_UPDATE_CHECK=1
 DENO_NO_PROMPT=1
 DENO_NO_PACKAGE_JSON=1
-export DENO_DIR DENO_NO_UPDATE_CHECK DENO_NO_PROMPT DENO_NO_PACKAGE_JSON
+# Children the CLI starts (a view's server) run offline too: cli/_lib/self_command.ts.
+BDSNAP_CACHED_ONLY=1
+export DENO_DIR DENO_NO_UPDATE_CHECK DENO_NO_PROMPT DENO_NO_PACKAGE_JSON BDSNAP_CACHED_ONLY
 exec "$lib/deno" run -A --quiet --cached-only --frozen --config "$lib/app/deno.json" \
 	"$lib/app/cli/main.ts" "$@"

@@ -9,6 +9,7 @@
  */
 
 import { type Command, InvalidArgumentError, Option } from "./_lib/commander.ts";
+import { heldSessions } from "./_lib/views.ts";
 import { CliError, EXIT_FAILED, EXIT_PERMISSION, EXIT_USAGE } from "./_lib/errors.ts";
 import { configDir, type GlobalOptions, globals, storeRoot } from "./_lib/context.ts";
 import { absolutePath } from "./_lib/activation.ts";
@@ -186,6 +187,7 @@ export async function runPrune(
   const sizes = o.maxSize !== undefined ? await measure(all) : null;
   const plan = planRetention(all, policy, {
     live,
+    views: heldSessions(),
     bytesOf: sizes ? (s) => sizes.get(s.id) ?? 0 : undefined,
   }, only);
   const removedSizes = sizes ?? await measure(plan.remove);

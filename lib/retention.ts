@@ -71,6 +71,8 @@ export interface RetentionOptions {
    * meta.json says open is then `open` already, see lib/store.ts).
    */
   live?: ReadonlySet<string>;
+  /** Ids of sessions a view reads (`bdsnap view`): kept, with every later one. */
+  views?: ReadonlySet<string>;
   /** Bytes a session takes in the store. Default: its blocks.dat size. */
   bytesOf?: (s: Session) => number;
 }
@@ -81,6 +83,8 @@ export type KeepReason =
   | "open"
   /** The module holds it open, whatever meta.json says. */
   | "live"
+  /** A view reads it (`bdsnap view --list`). */
+  | "view"
   /** The newest restore point of its device: always kept. */
   | "newest"
   /** One of the newest `keep` restore points. */
@@ -186,7 +190,9 @@ function planChain(
   options: RetentionOptions,
 ): RetentionPlan {
   const n = chain.length;
-  const held = (s: Session) => s.state === "open" || (options.live?.has(s.id) ?? false);
+  const viewed = (s: Session) => options.views?.has(s.id) ?? false;
+  const held = (s: Session) =>
+    s.state === "open" || (options.live?.has(s.id) ?? false) || viewed(s);
   // Restore points, judged by the restorer's own rules. An open session is
   // judged as if closed (so a mounted device keeps its history), but is not
   // itself counted: it may still fail.
@@ -227,6 +233,7 @@ function planChain(
     const s = chain[i];
     const why = (reason: KeepReason, detail: string) => keep.push({ session: s, reason, detail });
     if (s.state === "open") why("open", "still open (mounted)");
+    else if (viewed(s)) why("view", "a view reads it (bdsnap view --list)");
     else if (held(s)) why("live", "the module holds it open");
     else if (newest === null && points.length > 0) {
       why(

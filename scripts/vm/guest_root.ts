@@ -119,6 +119,17 @@ async function installImage(root: string, k: Kernel): Promise<void> {
   const have = await inChroot(root, ["dpkg-query", "-W", "-f=${Status} ${Version}", pkg]);
   if (have.code === 0 && have.output === `install ok installed ${k.packageVersion}`) return;
   log(`installing ${pkg} ${k.packageVersion} in the guest root`);
+  // debootstrap's lists cover the release alone, not its updates, security
+  // and backports suites, where the kernels of the matrix are.
+  const update = await inChroot(
+    root,
+    ["flock", "/var/lib/dpkg/bdsnap-image.lock", "apt-get", "update", "-q"],
+    [],
+    { DEBIAN_FRONTEND: "noninteractive" },
+  );
+  if (update.code !== 0) {
+    throw new Error(`apt-get update in ${root} failed:\n${update.output.slice(-3000)}`);
+  }
   const r = await inChroot(
     root,
     [

@@ -74,6 +74,8 @@ export interface ViewStats {
   storeBytes: number;
   /** Times the store was planned again. */
   replans: number;
+  /** Times the open session's new records were added to the plan without a replan. */
+  extended: number;
 }
 
 /** Reads of a device as it was before a session's mount (see the module documentation). */
@@ -84,10 +86,12 @@ export class ViewReader {
   #mark: LiveState;
   #dat = new Map<string, number>();
   #openMap: { fd: number; next: number } | null = null;
+  /** End of the open session's data the plan knows: its next record's datOffset. */
+  #openDatEnd = 0;
   #slot = alloc(MAP_RECORD_SIZE);
   #broken: RestoreError | null = null;
   /** Counts since open. */
-  readonly stats: ViewStats = { reads: 0, bytes: 0, storeBytes: 0, replans: 0 };
+  readonly stats: ViewStats = { reads: 0, bytes: 0, storeBytes: 0, replans: 0, extended: 0 };
 
   private constructor(source: ViewSource, origin: MediumReader, plan: Plan, mark: LiveState) {
     this.#source = source;
@@ -164,7 +168,10 @@ export class ViewReader {
           "the view can no longer show the state before the mount",
       );
     }
-    if (!moved && !this.#openSessionGrew()) return;
+    if (!moved) {
+      if (!this.#openSessionGrew()) return;
+      if (this.#extend()) return;
+    }
     // The state taken before the store is read: a change after it shows next time.
     this.#closeStore();
     this.#mark = live;
@@ -192,11 +199,47 @@ export class ViewReader {
     }
   }
 
+  /**
+   * Take the open session's new records into the plan without reading the
+   * store again: each gives the chunks no earlier session of the chain saved
+   * (the chain rule), which is all a replan would change. Returns false when
+   * a record is out of order, for a full replan to judge.
+   */
+  #extend(): boolean {
+    const om = this.#openMap!;
+    const session = this.#plan.sessions.length - 1;
+    const open = this.#plan.sessions[session];
+    if (open.state !== "open") return false;
+    const pieces = [...this.#plan.pieces];
+    let seq = (om.next - MAP_HEADER_SIZE) / MAP_RECORD_SIZE;
+    let datEnd = this.#openDatEnd;
+    for (;; seq++) {
+      let r;
+      try {
+        if (pread(om.fd, this.#slot, om.next) < MAP_RECORD_SIZE) break;
+        r = decodeMapRecord(this.#slot);
+      } catch {
+        break;
+      }
+      if (r.seq !== seq || r.datOffset !== datEnd || r.devOffset + r.length > this.size) {
+        return false;
+      }
+      insertUncovered(pieces, r.devOffset, r.length, session, r.datOffset);
+      datEnd += r.length;
+      om.next += MAP_RECORD_SIZE;
+    }
+    this.#openDatEnd = datEnd;
+    this.#plan = { ...this.#plan, pieces };
+    this.stats.extended++;
+    return true;
+  }
+
   #watchOpenSession(): void {
     const open = this.#plan.sessions.find((s) => s.state === "open");
     if (!open) return;
     const fd = openOrThrow(`${open.dir}/${FILES.map}`);
     this.#openMap = { fd, next: MAP_HEADER_SIZE + open.records.count * MAP_RECORD_SIZE };
+    this.#openDatEnd = open.dataBytes;
   }
 
   /** Lay the plan's pieces inside [offset, offset + buf.length) over buf; returns their bytes. */
@@ -262,6 +305,37 @@ function openOrThrow(path: string): number {
     return open(path, O_RDONLY);
   } catch (e) {
     throw ioError(e, `open ${path}`);
+  }
+}
+
+/**
+ * Add to sorted, disjoint `pieces` the parts of [devOffset, devOffset + length)
+ * no piece covers, as pieces of `session` whose data starts at `datOffset`.
+ */
+function insertUncovered(
+  pieces: PlanPiece[],
+  devOffset: number,
+  length: number,
+  session: number,
+  datOffset: number,
+): void {
+  const end = devOffset + length;
+  let i = firstPieceEndingAfter(pieces, devOffset);
+  let at = devOffset;
+  while (at < end) {
+    const next = i < pieces.length ? pieces[i] : null;
+    const gapEnd = next === null ? end : Math.min(end, next.devOffset);
+    if (gapEnd > at) {
+      pieces.splice(i++, 0, {
+        devOffset: at,
+        length: gapEnd - at,
+        session,
+        datOffset: datOffset + (at - devOffset),
+      });
+    }
+    if (next === null || next.devOffset >= end) break;
+    at = next.devOffset + next.length;
+    i++;
   }
 }
 

@@ -94,7 +94,14 @@ Deno.test("view reader: records the open session appends later are used (write-a
     await writeHistory(s.root, more);
     await Deno.writeFile(s.image, more.final);
     assert.deepEqual(await readAll(r), s.before[0], "still the pre-mount state");
-    assert.equal(r.stats.replans, 1, "the new records were noticed once");
+    assert.equal(r.stats.extended, 1, "the new records were added once, without a replan");
+    assert.equal(r.stats.replans, 0);
+    const again = await ViewReader.open(s.source(s.ids[0]), s.image, { ioSize: IO, direct: false });
+    try {
+      assert.deepEqual(r.plan.pieces, again.plan.pieces, "the same pieces as a plan from scratch");
+    } finally {
+      again.close();
+    }
   } finally {
     r.close();
   }

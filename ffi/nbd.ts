@@ -49,7 +49,10 @@ export function nbdDevices(sysBlock: string = SYS_BLOCK): string[] {
   return names.sort((a, b) => Number(a.slice(3)) - Number(b.slice(3)));
 }
 
-/** The pid of the process serving `nbdN` (sysfs `pid`), or null when it is free. */
+/**
+ * The thread serving `nbdN` (sysfs `pid`: the one inside NBD_DO_IT), or null
+ * when the device is free.
+ */
 export function nbdServer(name: string, sysBlock: string = SYS_BLOCK): number | null {
   try {
     const pid = Number(Deno.readTextFileSync(`${sysBlock}/${name}/pid`).trim());

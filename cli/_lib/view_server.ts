@@ -83,7 +83,9 @@ export function viewSource(r: ServeRequest): ViewSource {
 export async function serveView(r: ServeRequest, ready: (device: string) => void): Promise<void> {
   const source = viewSource(r);
   const reader = await ViewReader.open(source, r.origin, { ioSize: IO_SIZE });
-  const blockSize = reader.size % 4096 === 0 ? 4096 : 512;
+  // 512-byte logical blocks: a filesystem made with 1 KiB blocks (mkfs.ext4 on
+  // a small device) would not mount on a device of 4 KiB ones.
+  const blockSize = 512;
   let att: NbdAttachment;
   try {
     att = attachNbd(reader.size, blockSize);

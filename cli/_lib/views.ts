@@ -56,9 +56,23 @@ export function dropView(device: string): void {
   }
 }
 
-/** Whether `v`'s server still serves its device. */
+/** The process (thread group) of thread `tid`, or null when it is gone. */
+function processOf(tid: number): number | null {
+  try {
+    const m = /^Tgid:\s*(\d+)/m.exec(Deno.readTextFileSync(`/proc/${tid}/status`));
+    return m ? Number(m[1]) : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Whether `v`'s server still serves its device. sysfs names the thread that
+ * runs NBD_DO_IT (a worker thread of the server), so compare its process.
+ */
 function alive(v: ViewRecord): boolean {
-  return nbdServer(v.device.replace(/^\/dev\//, "")) === v.pid;
+  const tid = nbdServer(v.device.replace(/^\/dev\//, ""));
+  return tid !== null && processOf(tid) === v.pid;
 }
 
 /** The views that exist, by device name; stale records are dropped. */

@@ -18,7 +18,7 @@ import { eprintln, println } from "./_lib/io.ts";
 import { input, isPromptCancel, select } from "./_lib/prompts.ts";
 import { progressBar, progressWanted } from "./_lib/progress.ts";
 import { absolutePath } from "./_lib/activation.ts";
-import { removeViewsAdvice, viewsOf } from "./_lib/views.ts";
+import { refuseWhileViewed } from "./_lib/views.ts";
 import { readStore } from "./_lib/store_view.ts";
 import { audited, type AuditRecord } from "./_lib/audit.ts";
 import { resolveSessionSpec } from "./_lib/session_spec.ts";
@@ -132,16 +132,7 @@ export async function runRestore(
   audit: AuditRecord = { command: "restore" },
 ): Promise<void> {
   const d = withDefaults(deps);
-  const views = dev === undefined ? [] : viewsOf(absolutePath(dev));
-  if (views.length > 0) {
-    throw new CliError(
-      `${absolutePath(dev!)} has a view that reads it: remove it first (${
-        removeViewsAdvice(views)
-      })`,
-      EXIT_FAILED,
-      { code: "busy" },
-    );
-  }
+  if (dev !== undefined) refuseWhileViewed(absolutePath(dev), "restore");
   const interactive = d.interactive();
   if (!o.yes && !o.dryRun && !interactive) {
     throw new CliError(

@@ -5,8 +5,8 @@
  */
 
 import { type Command, Option } from "./commander.ts";
-import { CliError, EXIT_FAILED, EXIT_NO_MODULE } from "./errors.ts";
-import { removeViewsAdvice, viewsOf } from "./views.ts";
+import { CliError, EXIT_NO_MODULE } from "./errors.ts";
+import { refuseWhileViewed } from "./views.ts";
 import { configDir, globals, report, storeRoot, warn } from "./context.ts";
 import { explained, isErrno, NOT_LOADED } from "./explain.ts";
 import { getPassword } from "./password.ts";
@@ -148,15 +148,7 @@ export function registerTargetCommand(program: Command, op: "activate" | "deacti
         let live: LiveSession | null = null;
         await audited({ command: op, device: path }, async () => {
           if (!control.isLoaded()) throw new CliError(NOT_LOADED, EXIT_NO_MODULE);
-          const views = activating ? [] : viewsOf(path);
-          if (views.length > 0) {
-            throw new CliError(
-              `${path} has ${views.length} view(s), which need its sessions: ` +
-                `remove them first (${removeViewsAdvice(views)})`,
-              EXIT_FAILED,
-              { code: "busy" },
-            );
-          }
+          if (!activating) refuseWhileViewed(path, "deactivate");
           const mounted = activating ? await untrackedFilesystems(path) : [];
           refuseSeveral(path, mounted);
           const pw = await getPassword({ file: o.passwordFile });

@@ -11,6 +11,7 @@
  */
 
 import { nbdServer } from "../../ffi/nbd.ts";
+import { CliError, EXIT_FAILED } from "./errors.ts";
 
 /** One view, as its server recorded it. */
 export interface ViewRecord {
@@ -108,7 +109,15 @@ export function heldSessions(): Set<string> {
   return new Set(listViews().flatMap((v) => v.holds));
 }
 
-/** "remove it first" advice naming each view of a device. */
-export function removeViewsAdvice(views: readonly ViewRecord[]): string {
-  return views.map((v) => `bdsnap view --remove ${v.device}`).join("; ");
+/** Refuse `action` on the device activated as `origin` while views of it exist (code `busy`). */
+export function refuseWhileViewed(origin: string, action: string): void {
+  const views = viewsOf(origin);
+  if (views.length === 0) return;
+  const advice = views.map((v) => `bdsnap view --remove ${v.device}`).join("; ");
+  throw new CliError(
+    `cannot ${action} ${origin} while ${views.length} view(s) read its sessions: ` +
+      `remove them first (${advice})`,
+    EXIT_FAILED,
+    { code: "busy" },
+  );
 }
